@@ -1,0 +1,23 @@
+//! Commands: panels queue them, the app applies them once per frame, so no panel mutates
+//! shared session state while another is drawing.
+
+use super::tabs::Tab;
+use crate::core::slice::Plane;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Show the system file dialog (on a worker thread) and open what is picked.
+    OpenDialog,
+    Open(PathBuf),
+    LoadDemo,
+    Remove(u64),
+    SetActive(u64),
+    SetOverlay(Option<u64>),
+    ShowTab(Tab),
+    /// Save a PNG of one viewer plane; `None` asks for a path with the save dialog.
+    SaveViewPng { plane: Plane, path: Option<PathBuf> },
+    CancelJob(u64),
+    ClearRecent,
+    ResetLayout,
+}

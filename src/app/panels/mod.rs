@@ -1,0 +1,78 @@
+//! One file per panel. Each draws from the session and queues commands.
+
+pub mod data;
+pub mod inspector;
+pub mod log;
+pub mod placeholder;
+pub mod viewer;
+
+use super::{AppState, Command, Session, Tab};
+
+/// Routes each tab to its panel.
+pub struct TabBehavior<'a> {
+    pub state: &'a mut AppState,
+    pub session: &'a mut Session,
+    pub commands: &'a mut Vec<Command>,
+}
+
+impl egui_tiles::Behavior<Tab> for TabBehavior<'_> {
+    fn tab_title_for_pane(&mut self, pane: &Tab) -> egui::WidgetText {
+        pane.title().into()
+    }
+
+    fn pane_ui(&mut self, ui: &mut egui::Ui, _tile_id: egui_tiles::TileId, pane: &mut Tab) -> egui_tiles::UiResponse {
+        egui::Frame::new().inner_margin(6.0).show(ui, |ui| match pane {
+            Tab::Data => data::ui(ui, self.state, self.session, self.commands),
+            Tab::Viewer => viewer::ui(ui, &mut self.state.viewer, self.session, self.commands),
+            Tab::Inspector => inspector::ui(ui, self.session, self.commands),
+            Tab::Log => log::ui(ui, self.session),
+            other => placeholder::ui(ui, *other),
+        });
+        egui_tiles::UiResponse::None
+    }
+
+    fn simplification_options(&self) -> egui_tiles::SimplificationOptions {
+        egui_tiles::SimplificationOptions {
+            all_panes_must_have_tabs: true,
+            ..Default::default()
+        }
+    }
+
+    fn is_tab_closable(&self, _tiles: &egui_tiles::Tiles<Tab>, _tile_id: egui_tiles::TileId) -> bool {
+        false
+    }
+}
+
+/// A one-line description of an asset for lists.
+pub fn describe(asset: &crate::core::Asset) -> String {
+    use crate::core::Asset;
+    match asset {
+        Asset::Volume(v) => describe_volume(v),
+        Asset::Image(i) => format!(
+            "image {}x{} {} {}-bit",
+            i.width(),
+            i.height(),
+            i.channels().name(),
+            i.bit_depth().bits()
+        ),
+        Asset::Mesh(m) => format!("mesh {} vertices, {} faces", m.positions.len(), m.triangles.len()),
+        Asset::PointCloud(p) => format!("point cloud {} points", p.len()),
+        Asset::Tensors(ts) => match ts.as_slice() {
+            [t] => format!("tensor {:?} {}", t.shape(), t.source_kind.name()),
+            _ => format!("{} tensors", ts.len()),
+        },
+    }
+}
+
+pub fn describe_volume(v: &crate::core::Volume) -> String {
+    let s = v.spacing_mm();
+    let shape: Vec<String> = v.shape().iter().map(ToString::to_string).collect();
+    format!(
+        "volume {} {}, {:.2}x{:.2}x{:.2} mm",
+        shape.join("x"),
+        v.source_kind.name(),
+        s[0],
+        s[1],
+        s[2]
+    )
+}

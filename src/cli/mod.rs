@@ -1,0 +1,113 @@
+//! The command line: the GUI's twin. Every command prints a human summary, or with `--json`
+//! exactly one JSON object on stdout; bad input gives a non-zero exit and one line on stderr.
+
+mod convert;
+mod info;
+mod mesh;
+mod ssim;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "latent-workbench", version, about = "Latent Workbench: explore latent generative models of volumes, images and shapes.\nWith no command, opens the app on its built-in demo.")]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Open the desktop app (the default), optionally with files.
+    Gui(GuiArgs),
+    /// Describe a file: volume, image, mesh, point cloud or tensors.
+    Info {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert by extension: NIfTI ↔ NIfTI, volume → PNG of its middle slices, image → PNG,
+    /// mesh ↔ mesh (OBJ/PLY/STL, and GLB out), .npy ↔ .safetensors.
+    Convert { input: PathBuf, output: PathBuf },
+    /// SSIM, MSE and PSNR between two volumes or two images (SSIM as scikit-image computes it).
+    Ssim {
+        a: PathBuf,
+        b: PathBuf,
+        /// Value range for SSIM's constants and PSNR (default: max − min over both inputs).
+        #[arg(long)]
+        data_range: Option<f64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Iso-surface of a volume by marching cubes, written as a mesh in world mm.
+    Mesh {
+        volume: PathBuf,
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+        level: f32,
+        /// Which side of the level is solid: `above` (scikit-image's default) or `below` (SDFs).
+        #[arg(long, value_enum, default_value_t = InsideArg::Above)]
+        inside: InsideArg,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum InsideArg {
+    Above,
+    Below,
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct GuiArgs {
+    /// Files to open (the demo volume opens when none are given).
+    pub files: Vec<PathBuf>,
+    /// Save a PNG of the window after it has drawn, then quit (README screenshots, CI checks).
+    #[arg(long)]
+    pub screenshot: Option<PathBuf>,
+    /// The tab to show first (e.g. Viewer, Data, "Latent inspector").
+    #[arg(long)]
+    pub tab: Option<String>,
+    /// Window size in points, e.g. 1400x900.
+    #[arg(long)]
+    pub size: Option<String>,
+}
+
+/// Runs a non-GUI command.
+pub fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Gui(_) => anyhow::bail!("the gui command is handled by main"),
+        Command::Info { file, json } => info::run(&file, json),
+        Command::Convert { input, output } => convert::run(&input, &output),
+        Command::Ssim {
+            a,
+            b,
+            data_range,
+            json,
+        } => ssim::run(&a, &b, data_range, json),
+        Command::Mesh {
+            volume,
+            level,
+            inside,
+            output,
+            json,
+        } => mesh::run(&volume, level, inside, &output, json),
+    }
+}
+
+/// Prints one JSON object on stdout.
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+/// JSON has no NaN: report non-finite statistics as null.
+fn num(x: f64) -> serde_json::Value {
+    if x.is_finite() {
+        serde_json::json!(x)
+    } else {
+        serde_json::Value::Null
+    }
+}

@@ -1,0 +1,121 @@
+//! The command line as a user runs it: JSON contracts, conversions, and one-line errors that
+//! name the file and the problem, with a non-zero exit.
+
+use latent_workbench::core::Volume;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_latent-workbench"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run latent-workbench")
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = run(args);
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.trim().lines().count(), 1, "exactly one JSON object on stdout: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn demo_t1() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/mni152_t1_1.5mm.nii.gz")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn info_volume_json_contract() {
+    let v = json(&["info", s(&demo_t1()), "--json"]);
+    assert_eq!(v["kind"], "volume");
+    assert_eq!(v["shape"], serde_json::json!([131, 155, 126]));
+    assert_eq!(v["dtype"], "uint8");
+    assert_eq!(v["spacing_mm"], serde_json::json!([1.5, 1.5, 1.5]));
+    assert_eq!(v["world_from_voxel"][0], serde_json::json!([1.5, 0.0, 0.0, -98.0]));
+    assert_eq!(v["world_from_voxel"][3], serde_json::json!([0.0, 0.0, 0.0, 1.0]));
+    assert_eq!(v["min"], 0.0);
+    assert!(v["max"].as_f64().unwrap() > 50.0);
+    assert!(v["mean"].as_f64().unwrap() > 1.0);
+}
+
+#[test]
+fn bad_input_gives_one_line_naming_file_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(PathBuf, Vec<u8>)> = vec![
+        (dir.path().join("empty.nii"), vec![]),
+        (dir.path().join("random.nii.gz"), (0..500u32).map(|i| (i * 7919 % 251) as u8).collect()),
+        (dir.path().join("truncated.nii.gz"), std::fs::read(demo_t1()).unwrap()[..4000].to_vec()),
+        (dir.path().join("mesh.ply"), b"ply\nformat ascii 1.0\nelement vertex 99\nend_header\n1 2\n".to_vec()),
+        (dir.path().join("weird.xyz"), b"hello".to_vec()),
+    ];
+    for (path, bytes) in &cases {
+        std::fs::write(path, bytes).unwrap();
+    }
+    let missing = dir.path().join("missing.nii");
+    for path in cases.iter().map(|c| c.0.clone()).chain([missing]) {
+        let out = run(&["info", s(&path), "--json"]);
+        assert!(!out.status.success(), "{} should fail", path.display());
+        assert!(out.stdout.is_empty(), "nothing on stdout for {}", path.display());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(err.contains(name), "names the file: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn convert_nifti_round_trip_keeps_values_and_dtype() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t1.nii");
+    assert!(run(&["convert", s(&demo_t1()), s(&out)]).status.success());
+    let a = json(&["info", s(&demo_t1()), "--json"]);
+    let b = json(&["info", s(&out), "--json"]);
+    assert_eq!(a, b);
+    let png = dir.path().join("mid.png");
+    assert!(run(&["convert", s(&demo_t1()), s(&png)]).status.success());
+    let p = json(&["info", s(&png), "--json"]);
+    assert_eq!(p["kind"], "image");
+    assert_eq!(p["height"], 155, "the tallest of the three middle slices");
+    assert_eq!(p["width"], 131 + 131 + 155);
+}
+
+#[test]
+fn ssim_of_a_volume_with_itself_is_one() {
+    let v = json(&["ssim", s(&demo_t1()), s(&demo_t1()), "--json"]);
+    assert!((v["ssim"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{v}");
+    assert_eq!(v["mse"], 0.0);
+}
+
+#[test]
+fn mesh_of_a_sphere() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 48;
+    let r = 15.0f32;
+    let data: Vec<f32> = (0..n * n * n)
+        .map(|i| {
+            let (x, y, z) = (i % n, (i / n) % n, i / (n * n));
+            let d = |c: usize| c as f32 - (n as f32 - 1.0) / 2.0;
+            (d(x).powi(2) + d(y).powi(2) + d(z).powi(2)).sqrt() - r
+        })
+        .collect();
+    let vol = Volume::from_spacing([n, n, n], [1.0, 1.0, 1.0], data).unwrap();
+    let path = dir.path().join("sdf.nii");
+    latent_workbench::io::nifti::write(&path, &vol, &Default::default()).unwrap();
+    for ext in ["obj", "ply", "stl", "glb"] {
+        let out = dir.path().join(format!("sphere.{ext}"));
+        let v = json(&["mesh", s(&path), "--level", "0", "--inside", "below", "-o", s(&out), "--json"]);
+        let area = v["area"].as_f64().unwrap();
+        let volume = v["volume"].as_f64().unwrap();
+        let exact_area = 4.0 * std::f64::consts::PI * 15.0f64.powi(2);
+        let exact_volume = 4.0 / 3.0 * std::f64::consts::PI * 15.0f64.powi(3);
+        assert!((area / exact_area - 1.0).abs() < 0.02, "area {area} vs {exact_area}");
+        assert!((volume / exact_volume - 1.0).abs() < 0.02, "volume {volume} vs {exact_volume}");
+        assert!(out.exists());
+    }
+}
