@@ -8,18 +8,49 @@ use std::path::{Path, PathBuf};
 fn forbidden(module: &str) -> &'static [&'static str] {
     match module {
         "core" => &[
-            "egui", "eframe", "egui_tiles", "rfd", "wgpu", "crate::io", "crate::methods", "crate::render",
-            "crate::app", "crate::cli", "candle_transformers",
+            "egui",
+            "eframe",
+            "egui_tiles",
+            "rfd",
+            "wgpu",
+            "crate::io",
+            "crate::methods",
+            "crate::render",
+            "crate::app",
+            "crate::cli",
+            "candle_transformers",
         ],
         "io" => &[
-            "egui", "eframe", "egui_tiles", "rfd", "wgpu", "crate::methods", "crate::render", "crate::app",
+            "egui",
+            "eframe",
+            "egui_tiles",
+            "rfd",
+            "wgpu",
+            "crate::methods",
+            "crate::render",
+            "crate::app",
             "crate::cli",
         ],
         "methods" => &[
-            "egui", "eframe", "egui_tiles", "rfd", "wgpu", "crate::io", "crate::render", "crate::app", "crate::cli",
+            "egui",
+            "eframe",
+            "egui_tiles",
+            "rfd",
+            "wgpu",
+            "crate::io",
+            "crate::render",
+            "crate::app",
+            "crate::cli",
         ],
         "render" => &[
-            "egui", "eframe", "egui_tiles", "rfd", "crate::io", "crate::methods", "crate::app", "crate::cli",
+            "egui",
+            "eframe",
+            "egui_tiles",
+            "rfd",
+            "crate::io",
+            "crate::methods",
+            "crate::app",
+            "crate::cli",
         ],
         "cli" => &["egui", "eframe", "egui_tiles", "rfd", "egui_kittest", "crate::app"],
         _ => &[],
@@ -82,9 +113,15 @@ fn lower_layers_do_not_import_higher_ones() {
 #[test]
 fn the_scanner_catches_a_violation() {
     assert_eq!(violations("io", "use egui::Ui;"), vec![(1, "egui")]);
-    assert_eq!(violations("core", "fn f() { crate::app::run() }"), vec![(1, "crate::app")]);
+    assert_eq!(
+        violations("core", "fn f() { crate::app::run() }"),
+        vec![(1, "crate::app")]
+    );
     assert!(violations("core", "// egui is only named in a comment").is_empty());
     assert!(violations("core", "let my_egui_thing = 1;").is_empty());
-    assert!(violations("render", "use wgpu::Device;").is_empty(), "render may use wgpu");
+    assert!(
+        violations("render", "use wgpu::Device;").is_empty(),
+        "render may use wgpu"
+    );
     assert_eq!(violations("cli", "use crate::app::Launch;"), vec![(1, "crate::app")]);
 }

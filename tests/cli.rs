@@ -15,9 +15,17 @@ fn run(args: &[&str]) -> Output {
 
 fn json(args: &[&str]) -> serde_json::Value {
     let out = run(args);
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.trim().lines().count(), 1, "exactly one JSON object on stdout: {text}");
+    assert_eq!(
+        text.trim().lines().count(),
+        1,
+        "exactly one JSON object on stdout: {text}"
+    );
     serde_json::from_str(&text).unwrap()
 }
 
@@ -48,9 +56,18 @@ fn bad_input_gives_one_line_naming_file_and_problem() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(PathBuf, Vec<u8>)> = vec![
         (dir.path().join("empty.nii"), vec![]),
-        (dir.path().join("random.nii.gz"), (0..500u32).map(|i| (i * 7919 % 251) as u8).collect()),
-        (dir.path().join("truncated.nii.gz"), std::fs::read(demo_t1()).unwrap()[..4000].to_vec()),
-        (dir.path().join("mesh.ply"), b"ply\nformat ascii 1.0\nelement vertex 99\nend_header\n1 2\n".to_vec()),
+        (
+            dir.path().join("random.nii.gz"),
+            (0..500u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        ),
+        (
+            dir.path().join("truncated.nii.gz"),
+            std::fs::read(demo_t1()).unwrap()[..4000].to_vec(),
+        ),
+        (
+            dir.path().join("mesh.ply"),
+            b"ply\nformat ascii 1.0\nelement vertex 99\nend_header\n1 2\n".to_vec(),
+        ),
         (dir.path().join("weird.xyz"), b"hello".to_vec()),
     ];
     for (path, bytes) in &cases {
@@ -109,13 +126,26 @@ fn mesh_of_a_sphere() {
     latent_workbench::io::nifti::write(&path, &vol, &Default::default()).unwrap();
     for ext in ["obj", "ply", "stl", "glb"] {
         let out = dir.path().join(format!("sphere.{ext}"));
-        let v = json(&["mesh", s(&path), "--level", "0", "--inside", "below", "-o", s(&out), "--json"]);
+        let v = json(&[
+            "mesh",
+            s(&path),
+            "--level",
+            "0",
+            "--inside",
+            "below",
+            "-o",
+            s(&out),
+            "--json",
+        ]);
         let area = v["area"].as_f64().unwrap();
         let volume = v["volume"].as_f64().unwrap();
         let exact_area = 4.0 * std::f64::consts::PI * 15.0f64.powi(2);
         let exact_volume = 4.0 / 3.0 * std::f64::consts::PI * 15.0f64.powi(3);
         assert!((area / exact_area - 1.0).abs() < 0.02, "area {area} vs {exact_area}");
-        assert!((volume / exact_volume - 1.0).abs() < 0.02, "volume {volume} vs {exact_volume}");
+        assert!(
+            (volume / exact_volume - 1.0).abs() < 0.02,
+            "volume {volume} vs {exact_volume}"
+        );
         assert!(out.exists());
     }
 }

@@ -4,7 +4,7 @@
 
 use egui::accesskit::Role;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use latent_workbench::app::{Command, Launch, Tab, WorkbenchApp};
 use latent_workbench::core::slice::Plane;
 use std::time::Duration;
@@ -92,6 +92,7 @@ fn wheel_and_keys_scroll_slices() {
             delta: egui::vec2(0.0, 1.0),
             modifiers: egui::Modifiers::NONE,
             phase: egui::TouchPhase::Move,
+            source: egui::MouseWheelSource::Wheel,
         });
         h.run_steps(1);
     }
@@ -134,7 +135,10 @@ fn right_drag_changes_window_level() {
     h.run_steps(1);
     let after = h.state().session.viewer.windows[&id];
     let (wb, wa) = (before.1 - before.0, after.1 - after.0);
-    assert!(wa > wb * 1.2, "dragging right widens the window: {before:?} -> {after:?}");
+    assert!(
+        wa > wb * 1.2,
+        "dragging right widens the window: {before:?} -> {after:?}"
+    );
     assert!(
         0.5 * (after.0 + after.1) > 0.5 * (before.0 + before.1),
         "dragging up raises the level"
@@ -174,8 +178,9 @@ fn click_moves_the_crosshair_in_world_space() {
 fn files_load_through_jobs_and_bad_files_notify() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("vol.nii.gz");
-    let v = latent_workbench::core::Volume::from_spacing([8, 9, 10], [1.0, 2.0, 3.0], (0..720).map(|i| i as f32).collect())
-        .unwrap();
+    let v =
+        latent_workbench::core::Volume::from_spacing([8, 9, 10], [1.0, 2.0, 3.0], (0..720).map(|i| i as f32).collect())
+            .unwrap();
     latent_workbench::io::nifti::write(&good, &v, &Default::default()).unwrap();
     let bad = dir.path().join("broken.nii.gz");
     std::fs::write(&bad, b"\x1f\x8b\x08\x00 this is not gzip").unwrap();
@@ -192,7 +197,11 @@ fn files_load_through_jobs_and_bad_files_notify() {
     assert!(app.state.recent_files.contains(&good));
     let errors: Vec<_> = app.session.log.errors().map(|e| e.message.clone()).collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("broken.nii.gz"), "the error names the file: {}", errors[0]);
+    assert!(
+        errors[0].contains("broken.nii.gz"),
+        "the error names the file: {}",
+        errors[0]
+    );
     assert!(!app.session.log.toasts.is_empty(), "and is shown as a notification");
 }
 

@@ -16,7 +16,10 @@ pub enum Command {
     SetOverlay(Option<u64>),
     ShowTab(Tab),
     /// Save a PNG of one viewer plane; `None` asks for a path with the save dialog.
-    SaveViewPng { plane: Plane, path: Option<PathBuf> },
+    SaveViewPng {
+        plane: Plane,
+        path: Option<PathBuf>,
+    },
     CancelJob(u64),
     ClearRecent,
     ResetLayout,

@@ -262,7 +262,20 @@ impl WorkbenchApp {
                 .set_title("Open files")
                 .add_filter(
                     "Supported",
-                    &["nii", "gz", "png", "jpg", "jpeg", "tif", "tiff", "obj", "ply", "stl", "npy", "safetensors"],
+                    &[
+                        "nii",
+                        "gz",
+                        "png",
+                        "jpg",
+                        "jpeg",
+                        "tif",
+                        "tiff",
+                        "obj",
+                        "ply",
+                        "stl",
+                        "npy",
+                        "safetensors",
+                    ],
                 )
                 .pick_files()
                 .unwrap_or_default();
@@ -404,11 +417,11 @@ impl WorkbenchApp {
             }
             for job in &self.session.loads {
                 let p = job.progress();
-                ui.add(
-                    egui::ProgressBar::new(p.fraction())
-                        .desired_width(120.0)
-                        .text(format!("{} {}", job.name, p.message())),
-                );
+                ui.add(egui::ProgressBar::new(p.fraction()).desired_width(120.0).text(format!(
+                    "{} {}",
+                    job.name,
+                    p.message()
+                )));
                 if ui.small_button("Cancel").on_hover_text("Cancel this job").clicked() {
                     self.commands.push(Command::CancelJob(job.id));
                 }
@@ -431,7 +444,9 @@ impl WorkbenchApp {
             .interactable(true)
             .show(ctx, |ui| {
                 for (i, _) in self.session.log.toasts.iter().rev().take(5) {
-                    let Some(e) = self.session.log.entries.get(*i) else { continue };
+                    let Some(e) = self.session.log.entries.get(*i) else {
+                        continue;
+                    };
                     let (fill, title) = match e.level {
                         Level::Error => (egui::Color32::from_rgb(120, 30, 30), "Error"),
                         Level::Warning => (egui::Color32::from_rgb(120, 90, 20), "Warning"),
@@ -444,7 +459,10 @@ impl WorkbenchApp {
                             ui.colored_label(egui::Color32::WHITE, format!("{title}: {}", e.message));
                         })
                         .response;
-                    if r.interact(egui::Sense::click()).on_hover_text("Click to dismiss").clicked() {
+                    if r.interact(egui::Sense::click())
+                        .on_hover_text("Click to dismiss")
+                        .clicked()
+                    {
                         dismiss = Some(*i);
                     }
                 }

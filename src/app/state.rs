@@ -67,3 +67,31 @@ impl Default for ViewerSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_from_an_older_version_keeps_known_fields() {
+        // A stored state missing newer fields still loads, with defaults for the rest.
+        let old = r#"{"version":1,"recent_files":["/data/a.nii.gz"],"viewer":{"colormap":"Magma"}}"#;
+        let s: AppState = serde_json::from_str(old).unwrap();
+        assert_eq!(s.recent_files, vec![PathBuf::from("/data/a.nii.gz")]);
+        assert_eq!(s.viewer.colormap, Colormap::Magma);
+        assert_eq!(s.viewer.overlay_opacity, ViewerSettings::default().overlay_opacity);
+        assert!(s.open_demo_on_start);
+    }
+
+    #[test]
+    fn recent_files_are_unique_newest_first_and_bounded() {
+        let mut s = AppState::default();
+        for i in 0..20 {
+            s.push_recent(PathBuf::from(format!("/f{i}")));
+        }
+        s.push_recent(PathBuf::from("/f15"));
+        assert_eq!(s.recent_files.len(), MAX_RECENT);
+        assert_eq!(s.recent_files[0], PathBuf::from("/f15"));
+        assert_eq!(s.recent_files.iter().filter(|p| p.ends_with("f15")).count(), 1);
+    }
+}

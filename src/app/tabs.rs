@@ -45,9 +45,9 @@ impl Tab {
     /// Case-insensitive lookup by title or variant name (for `--tab`).
     pub fn from_name(name: &str) -> Option<Tab> {
         let n = name.trim().to_lowercase().replace(['-', '_'], " ");
-        Tab::ALL.into_iter().find(|t| {
-            t.title().to_lowercase() == n || format!("{t:?}").to_lowercase() == n.replace(' ', "")
-        })
+        Tab::ALL
+            .into_iter()
+            .find(|t| t.title().to_lowercase() == n || format!("{t:?}").to_lowercase() == n.replace(' ', ""))
     }
 }
 
@@ -87,4 +87,22 @@ pub fn tree_is_complete(tree: &egui_tiles::Tree<Tab>) -> bool {
             .count()
             == 1
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_survives_a_round_trip_through_storage() {
+        let tree = default_tree();
+        assert!(tree_is_complete(&tree));
+        let text = serde_json::to_string(&tree).unwrap();
+        let back: egui_tiles::Tree<Tab> = serde_json::from_str(&text).unwrap();
+        assert!(tree_is_complete(&back));
+        let mut broken = default_tree();
+        let log = broken.tiles.find_pane(&Tab::Log).unwrap();
+        broken.tiles.remove(log);
+        assert!(!tree_is_complete(&broken), "a stored layout missing a tab is replaced");
+    }
 }

@@ -71,7 +71,10 @@ pub fn storable_kind(v: &Volume) -> ScalarKind {
         ScalarKind::F64 => return ScalarKind::F64,
         _ => return ScalarKind::F32,
     };
-    let exact = v.data().iter().all(|&x| x.fract() == 0.0 && f64::from(x) >= lo && f64::from(x) <= hi);
+    let exact = v
+        .data()
+        .iter()
+        .all(|&x| x.fract() == 0.0 && f64::from(x) >= lo && f64::from(x) <= hi);
     if exact { v.source_kind } else { ScalarKind::F32 }
 }
 
@@ -94,4 +97,3 @@ pub fn middle_slices_png(v: &Volume) -> crate::core::Image {
     let m = montage(&views);
     io::image::rgba8_to_image(m.width, m.height, m.pixels)
 }
-

@@ -22,12 +22,17 @@ pub fn run(path: &Path, level: f32, inside: InsideArg, output: &Path, as_json: b
     };
     let mesh = marching_cubes(&volume, &opts);
     if mesh.triangles.is_empty() {
-        bail!("no surface at level {level}: the volume never crosses it ({})", path.display());
+        bail!(
+            "no surface at level {level}: the volume never crosses it ({})",
+            path.display()
+        );
     }
     crate::io::mesh::write(output, &mesh)?;
     let (area, enclosed) = (mesh.area(), mesh.signed_volume());
     if as_json {
-        print_json(&json!({"vertices": mesh.positions.len(), "faces": mesh.triangles.len(), "area": area, "volume": enclosed}))
+        print_json(
+            &json!({"vertices": mesh.positions.len(), "faces": mesh.triangles.len(), "area": area, "volume": enclosed}),
+        )
     } else {
         println!(
             "{} vertices, {} faces, area {area:.3} mm², volume {enclosed:.3} mm³ → {}",

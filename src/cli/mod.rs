@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "latent-workbench", version, about = "Latent Workbench: explore latent generative models of volumes, images and shapes.\nWith no command, opens the app on its built-in demo.")]
+#[command(
+    name = "latent-workbench",
+    version,
+    about = "Latent Workbench: explore latent generative models of volumes, images and shapes.\nWith no command, opens the app on its built-in demo."
+)]
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -81,12 +85,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Gui(_) => anyhow::bail!("the gui command is handled by main"),
         Command::Info { file, json } => info::run(&file, json),
         Command::Convert { input, output } => convert::run(&input, &output),
-        Command::Ssim {
-            a,
-            b,
-            data_range,
-            json,
-        } => ssim::run(&a, &b, data_range, json),
+        Command::Ssim { a, b, data_range, json } => ssim::run(&a, &b, data_range, json),
         Command::Mesh {
             volume,
             level,

@@ -40,7 +40,9 @@ pub fn run(a_path: &Path, b_path: &Path, data_range: Option<f64>, as_json: bool)
         ),
     };
     if as_json {
-        print_json(&json!({"ssim": num(sim.ssim), "mse": num(sim.mse), "psnr": num(sim.psnr), "data_range": num(sim.data_range)}))
+        print_json(
+            &json!({"ssim": num(sim.ssim), "mse": num(sim.mse), "psnr": num(sim.psnr), "data_range": num(sim.data_range)}),
+        )
     } else {
         println!(
             "SSIM {:.6}   MSE {:.6e}   PSNR {:.3} dB   (data range {})",

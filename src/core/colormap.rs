@@ -93,7 +93,7 @@ const VIRIDIS: [[f32; 3]; 7] = [
     [0.105_093_04, 1.404_613_5, 1.384_590_2],
     [-0.330_861_83, 0.214_847_56, 0.095_095_16],
     [-4.634_230_5, -5.799_101, -19.332_441],
-    [6.228_27, 14.179_933, 56.690_553],
+    [6.228_27, 14.179_933, 56.690_55],
     [4.776_385, -13.745_146, -65.353_035],
     [-5.435_456, 4.645_852_6, 26.312_435],
 ];
@@ -113,8 +113,16 @@ fn diverging(t: f32) -> [f32; 3] {
     const BLUE: [f32; 3] = [0.230, 0.299, 0.754];
     const MID: [f32; 3] = [0.950, 0.950, 0.950];
     const RED: [f32; 3] = [0.706, 0.016, 0.150];
-    let (a, b, s) = if t < 0.5 { (BLUE, MID, t * 2.0) } else { (MID, RED, (t - 0.5) * 2.0) };
-    [a[0] + (b[0] - a[0]) * s, a[1] + (b[1] - a[1]) * s, a[2] + (b[2] - a[2]) * s]
+    let (a, b, s) = if t < 0.5 {
+        (BLUE, MID, t * 2.0)
+    } else {
+        (MID, RED, (t - 0.5) * 2.0)
+    };
+    [
+        a[0] + (b[0] - a[0]) * s,
+        a[1] + (b[1] - a[1]) * s,
+        a[2] + (b[2] - a[2]) * s,
+    ]
 }
 
 #[cfg(test)]
@@ -125,10 +133,29 @@ mod tests {
     fn endpoints_match_matplotlib_within_two_levels() {
         // matplotlib: viridis(0)=(68,1,84), viridis(1)=(253,231,37); magma(0)=(0,0,4), magma(1)=(252,253,191).
         let close = |a: [u8; 4], b: [u8; 3]| (0..3).all(|k| (i16::from(a[k]) - i16::from(b[k])).abs() <= 3);
-        assert!(close(Colormap::Viridis.rgba(0.0), [68, 1, 84]), "{:?}", Colormap::Viridis.rgba(0.0));
-        assert!(close(Colormap::Viridis.rgba(1.0), [253, 231, 37]), "{:?}", Colormap::Viridis.rgba(1.0));
-        assert!(close(Colormap::Magma.rgba(0.0), [0, 0, 4]), "{:?}", Colormap::Magma.rgba(0.0));
-        assert!(close(Colormap::Magma.rgba(1.0), [252, 253, 191]), "{:?}", Colormap::Magma.rgba(1.0));
-        assert_eq!(Colormap::Gray.apply(&[0.0, 5.0, 10.0, f32::NAN], 0.0, 10.0)[1], [128, 128, 128, 255]);
+        assert!(
+            close(Colormap::Viridis.rgba(0.0), [68, 1, 84]),
+            "{:?}",
+            Colormap::Viridis.rgba(0.0)
+        );
+        assert!(
+            close(Colormap::Viridis.rgba(1.0), [253, 231, 37]),
+            "{:?}",
+            Colormap::Viridis.rgba(1.0)
+        );
+        assert!(
+            close(Colormap::Magma.rgba(0.0), [0, 0, 4]),
+            "{:?}",
+            Colormap::Magma.rgba(0.0)
+        );
+        assert!(
+            close(Colormap::Magma.rgba(1.0), [252, 253, 191]),
+            "{:?}",
+            Colormap::Magma.rgba(1.0)
+        );
+        assert_eq!(
+            Colormap::Gray.apply(&[0.0, 5.0, 10.0, f32::NAN], 0.0, 10.0)[1],
+            [128, 128, 128, 255]
+        );
     }
 }

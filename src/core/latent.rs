@@ -36,7 +36,10 @@ pub struct LatentTensor {
 
 impl LatentTensor {
     pub fn new(name: impl Into<String>, shape: Vec<usize>, values: Vec<f32>) -> Result<Self, TensorShapeError> {
-        let expected = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
+        let expected = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX);
         if expected != values.len() {
             return Err(TensorShapeError {
                 shape,

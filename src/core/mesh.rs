@@ -17,9 +17,17 @@ pub struct Mesh {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum MeshError {
     #[error("triangle {triangle} refers to vertex {index} but the mesh has {vertices} vertices")]
-    IndexOutOfRange { triangle: usize, index: u32, vertices: usize },
+    IndexOutOfRange {
+        triangle: usize,
+        index: u32,
+        vertices: usize,
+    },
     #[error("{what} has {found} entries but the mesh has {vertices} vertices")]
-    AttributeLength { what: &'static str, found: usize, vertices: usize },
+    AttributeLength {
+        what: &'static str,
+        found: usize,
+        vertices: usize,
+    },
     #[error("vertex {0} has a non-finite coordinate")]
     NonFinite(usize),
 }
@@ -129,7 +137,11 @@ fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
 }
 
 fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 
 #[cfg(test)]
@@ -151,6 +163,9 @@ mod tests {
         assert!((m.signed_volume() - 1.0 / 6.0).abs() < 1e-12);
         let mut bad = m.clone();
         bad.triangles.push([0, 1, 9]);
-        assert!(matches!(bad.validate(), Err(MeshError::IndexOutOfRange { index: 9, .. })));
+        assert!(matches!(
+            bad.validate(),
+            Err(MeshError::IndexOutOfRange { index: 9, .. })
+        ));
     }
 }

@@ -131,7 +131,13 @@ pub fn render_plane(base: &Layer<'_>, overlay: Option<&Layer<'_>>, plane: Plane,
         px[3] = 255;
     }
     if let Some(ov) = overlay {
-        blend_overlay(&mut pixels, base.volume, ov, plane, index.min(base.volume.dims()[plane.normal_axis()] - 1));
+        blend_overlay(
+            &mut pixels,
+            base.volume,
+            ov,
+            plane,
+            index.min(base.volume.dims()[plane.normal_axis()] - 1),
+        );
     }
     PlaneImage {
         width: slice.width,

@@ -152,7 +152,12 @@ const PERCENTILE_SAMPLE: usize = 1 << 20;
 /// Returns NaN for each when there is no finite value.
 pub fn percentiles(values: &[f32], ps: &[f64]) -> Vec<f64> {
     let stride = values.len().div_ceil(PERCENTILE_SAMPLE).max(1);
-    let mut sample: Vec<f32> = values.iter().step_by(stride).copied().filter(|v| v.is_finite()).collect();
+    let mut sample: Vec<f32> = values
+        .iter()
+        .step_by(stride)
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
     if sample.is_empty() {
         return vec![f64::NAN; ps.len()];
     }
@@ -211,7 +216,12 @@ pub fn channel_planes(values: &[f32], shape: &[usize], max_channels: usize) -> C
         1 => (1, 1, 1, shape[0]),
         2 => (1, 1, shape[0], shape[1]),
         3 => (shape[0], 1, shape[1], shape[2]),
-        _ => (shape[..n - 3].iter().product(), shape[n - 3], shape[n - 2], shape[n - 1]),
+        _ => (
+            shape[..n - 3].iter().product(),
+            shape[n - 3],
+            shape[n - 2],
+            shape[n - 1],
+        ),
     };
     let plane = rows * cols;
     let mid = depth / 2;
@@ -219,7 +229,9 @@ pub fn channel_planes(values: &[f32], shape: &[usize], max_channels: usize) -> C
     let planes = (0..take)
         .map(|c| {
             let start = (c * depth + mid) * plane;
-            values.get(start..start + plane).map_or_else(|| vec![f32::NAN; plane], <[f32]>::to_vec)
+            values
+                .get(start..start + plane)
+                .map_or_else(|| vec![f32::NAN; plane], <[f32]>::to_vec)
         })
         .collect();
     ChannelPlanes {

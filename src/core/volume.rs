@@ -184,6 +184,10 @@ pub fn invert(a: &Affine) -> Option<Affine> {
     }
     let inv_det = 1.0 / det;
     let mut r = [[0.0; 3]; 3];
+    #[expect(
+        clippy::needless_range_loop,
+        reason = "cofactor indices read clearer than zipped iterators"
+    )]
     for i in 0..3 {
         for j in 0..3 {
             let (i1, i2) = ((j + 1) % 3, (j + 2) % 3);
@@ -194,12 +198,21 @@ pub fn invert(a: &Affine) -> Option<Affine> {
     let t = [a[0][3], a[1][3], a[2][3]];
     let mut out = IDENTITY;
     for i in 0..3 {
-        for j in 0..3 {
-            out[i][j] = r[i][j];
-        }
+        out[i][..3].copy_from_slice(&r[i]);
         out[i][3] = -(r[i][0] * t[0] + r[i][1] * t[1] + r[i][2] * t[2]);
     }
     Some(out)
+}
+
+/// `a ∘ b`: the transform that applies `b` first, then `a`.
+pub fn compose(a: &Affine, b: &Affine) -> Affine {
+    let mut out = [[0.0; 4]; 4];
+    for (i, row) in out.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (0..4).map(|k| a[i][k] * b[k][j]).sum();
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -209,7 +222,14 @@ mod tests {
     #[test]
     fn rejects_wrong_length() {
         let e = Volume::from_spacing([2, 2, 2], [1.0; 3], vec![0.0; 7]).unwrap_err();
-        assert!(matches!(e, VolumeError::LengthMismatch { expected: 8, found: 7, .. }));
+        assert!(matches!(
+            e,
+            VolumeError::LengthMismatch {
+                expected: 8,
+                found: 7,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -227,15 +247,4 @@ mod tests {
             assert!((p[k] - q[k]).abs() < 1e-12);
         }
     }
-}
-
-/// `a ∘ b`: the transform that applies `b` first, then `a`.
-pub fn compose(a: &Affine, b: &Affine) -> Affine {
-    let mut out = [[0.0; 4]; 4];
-    for (i, row) in out.iter_mut().enumerate() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = (0..4).map(|k| a[i][k] * b[k][j]).sum();
-        }
-    }
-    out
 }

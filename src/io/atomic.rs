@@ -11,7 +11,10 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn temp_path(path: &Path) -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.{n}.partial", std::process::id()))
 }
 
@@ -59,7 +62,11 @@ mod tests {
             Err(std::io::Error::other("boom"))
         });
         assert!(err.is_err());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no temp file or target left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no temp file or target left"
+        );
         write_bytes(&target, b"whole").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"whole");
     }

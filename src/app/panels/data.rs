@@ -5,10 +5,18 @@ use crate::app::{AppState, Command, Session};
 
 pub fn ui(ui: &mut egui::Ui, state: &AppState, session: &Session, commands: &mut Vec<Command>) {
     ui.horizontal(|ui| {
-        if ui.button("Open...").on_hover_text("Open files (Ctrl+O), or drop them on the window").clicked() {
+        if ui
+            .button("Open...")
+            .on_hover_text("Open files (Ctrl+O), or drop them on the window")
+            .clicked()
+        {
             commands.push(Command::OpenDialog);
         }
-        if ui.button("Demo").on_hover_text("Open the MNI152 T1 demo volume").clicked() {
+        if ui
+            .button("Demo")
+            .on_hover_text("Open the MNI152 T1 demo volume")
+            .clicked()
+        {
             commands.push(Command::LoadDemo);
         }
     });
@@ -20,9 +28,11 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, session: &Session, commands: &mut
         let active = session.active == Some(a.id);
         let is_overlay = session.overlay == Some(a.id);
         ui.horizontal(|ui| {
-            let label = ui
-                .selectable_label(active, &a.name)
-                .on_hover_text(a.path.as_ref().map_or("built-in".to_string(), |p| p.display().to_string()));
+            let label = ui.selectable_label(active, &a.name).on_hover_text(
+                a.path
+                    .as_ref()
+                    .map_or("built-in".to_string(), |p| p.display().to_string()),
+            );
             if label.clicked() {
                 commands.push(Command::SetActive(a.id));
             }
@@ -55,7 +65,9 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, session: &Session, commands: &mut
             ui.weak("(none yet)");
         }
         for p in &state.recent_files {
-            let name = p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+            let name = p
+                .file_name()
+                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
             if ui.link(name).on_hover_text(p.display().to_string()).clicked() {
                 commands.push(Command::Open(p.clone()));
             }

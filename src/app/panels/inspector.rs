@@ -31,21 +31,45 @@ pub struct InspectorRuntime {
 }
 
 /// The array of an asset as C-order values plus shape, with a note on how channels were formed.
-fn array_of(asset: &Asset, tensor: usize) -> Option<(String, Vec<f32>, Vec<usize>, String, &'static str)> {
+struct ArrayView {
+    title: String,
+    values: Vec<f32>,
+    shape: Vec<usize>,
+    dtype: String,
+    layout_note: &'static str,
+}
+
+fn view(
+    title: impl Into<String>,
+    values: Vec<f32>,
+    shape: Vec<usize>,
+    dtype: impl Into<String>,
+    layout_note: &'static str,
+) -> ArrayView {
+    ArrayView {
+        title: title.into(),
+        values,
+        shape,
+        dtype: dtype.into(),
+        layout_note,
+    }
+}
+
+fn array_of(asset: &Asset, tensor: usize) -> Option<ArrayView> {
     match asset {
         Asset::Volume(v) => {
             let d = v.dims();
             // x-fastest storage is C order for shape [t, z, y, x].
             let shape = vec![v.frames(), d[2], d[1], d[0]];
             let note = "channels = frames; middle axial slice (rows = y, cols = x)";
-            Some(("volume".into(), v.data().to_vec(), shape, v.source_kind.name().into(), note))
+            Some(view("volume", v.data().to_vec(), shape, v.source_kind.name(), note))
         }
         Asset::Image(img) => {
             let c = img.channels().count();
             let planar: Vec<f32> = (0..c).flat_map(|k| img.channel_f32(k)).collect();
             let dtype = format!("{}-bit {}", img.bit_depth().bits(), img.channels().name());
-            Some((
-                "image".into(),
+            Some(view(
+                "image",
                 planar,
                 vec![c, img.height(), img.width()],
                 dtype,
@@ -54,38 +78,38 @@ fn array_of(asset: &Asset, tensor: usize) -> Option<(String, Vec<f32>, Vec<usize
         }
         Asset::Tensors(ts) => {
             let t = ts.get(tensor.min(ts.len().saturating_sub(1)))?;
-            Some((
+            Some(view(
                 format!("tensor {}", t.name),
                 t.values().to_vec(),
                 t.shape().to_vec(),
-                t.source_kind.name().into(),
+                t.source_kind.name(),
                 "last two axes = rows x cols; with 4+ axes the middle of the third-from-last is shown",
             ))
         }
-        Asset::Mesh(m) if !m.scalars.is_empty() => Some((
-            "mesh scalars".into(),
+        Asset::Mesh(m) if !m.scalars.is_empty() => Some(view(
+            "mesh scalars",
             m.scalars.clone(),
             vec![m.scalars.len()],
-            "float32".into(),
+            "float32",
             "per-vertex scalars",
         )),
         Asset::Mesh(m) => {
             let flat: Vec<f32> = m.positions.iter().flatten().copied().collect();
-            Some((
-                "mesh positions (mm)".into(),
+            Some(view(
+                "mesh positions (mm)",
                 flat,
                 vec![m.positions.len(), 3],
-                "float32".into(),
+                "float32",
                 "vertex positions",
             ))
         }
         Asset::PointCloud(p) => {
             let flat: Vec<f32> = p.points.iter().flatten().copied().collect();
-            Some((
-                "point positions (mm)".into(),
+            Some(view(
+                "point positions (mm)",
                 flat,
                 vec![p.len(), 3],
-                "float32".into(),
+                "float32",
                 "point positions",
             ))
         }
@@ -93,7 +117,13 @@ fn array_of(asset: &Asset, tensor: usize) -> Option<(String, Vec<f32>, Vec<usize
 }
 
 fn inspect(ctx: &egui::Context, asset: &Asset, tensor: usize) -> Option<Inspected> {
-    let (title, values, shape, dtype, layout_note) = array_of(asset, tensor)?;
+    let ArrayView {
+        title,
+        values,
+        shape,
+        dtype,
+        layout_note,
+    } = array_of(asset, tensor)?;
     let summary = Summary::of(&values);
     let (lo, hi) = if summary.count > 0 {
         (summary.min, summary.max)
@@ -147,13 +177,15 @@ pub fn ui(ui: &mut egui::Ui, session: &mut Session, commands: &mut Vec<Command>)
     let id = active.id;
     let name = active.name.clone();
     ui.horizontal(|ui| {
-        egui::ComboBox::from_label("Asset").selected_text(&name).show_ui(ui, |ui| {
-            for a in assets.iter() {
-                if ui.selectable_label(a.id == id, &a.name).clicked() {
-                    commands.push(Command::SetActive(a.id));
+        egui::ComboBox::from_label("Asset")
+            .selected_text(&name)
+            .show_ui(ui, |ui| {
+                for a in assets.iter() {
+                    if ui.selectable_label(a.id == id, &a.name).clicked() {
+                        commands.push(Command::SetActive(a.id));
+                    }
                 }
-            }
-        });
+            });
         if let Asset::Tensors(ts) = &active.asset
             && ts.len() > 1
         {
@@ -232,7 +264,10 @@ fn histogram_ui(ui: &mut egui::Ui, h: &Histogram) {
         // Square-root scale so small bins stay visible next to a big background peak.
         let frac = (c as f32 / max).sqrt();
         let x = rect.left() + i as f32 * bw;
-        let bar = egui::Rect::from_min_max(egui::pos2(x, rect.bottom() - frac * rect.height()), egui::pos2(x + bw - 1.0, rect.bottom()));
+        let bar = egui::Rect::from_min_max(
+            egui::pos2(x, rect.bottom() - frac * rect.height()),
+            egui::pos2(x + bw - 1.0, rect.bottom()),
+        );
         painter.rect_filled(bar, 0.0, ui.visuals().selection.bg_fill);
     }
     ui.horizontal(|ui| {

@@ -41,5 +41,7 @@ pub fn ui(ui: &mut egui::Ui, tab: Tab) {
     ui.label(egui::RichText::new("Not built yet.").strong());
     ui.label(what);
     ui.add_space(4.0);
-    ui.weak(format!("Planned in {issue}. Today you can inspect its inputs in the Viewer and Latent inspector tabs."));
+    ui.weak(format!(
+        "Planned in {issue}. Today you can inspect its inputs in the Viewer and Latent inspector tabs."
+    ));
 }

@@ -134,7 +134,11 @@ impl ViewerRuntime {
             let inside = self
                 .cursor_world
                 .and_then(|w| volume.voxel_from_world_point(w))
-                .is_some_and(|v| v.iter().zip(volume.dims()).all(|(&c, n)| c >= -0.5 && c <= n as f64 - 0.5));
+                .is_some_and(|v| {
+                    v.iter()
+                        .zip(volume.dims())
+                        .all(|(&c, n)| c >= -0.5 && c <= n as f64 - 0.5)
+                });
             if !inside {
                 self.cursor_world = Some(volume.center_world());
             }
@@ -158,17 +162,20 @@ pub fn render_view(settings: &ViewerSettings, session: &Session, plane: Plane) -
         colormap: settings.colormap,
         opacity: 1.0,
     };
-    let overlay = session.overlay_volume().filter(|(oid, _)| *oid != id).map(|(oid, ov)| Layer {
-        volume: ov,
-        frame: rt.frame.min(ov.frames() - 1),
-        window: rt
-            .windows
-            .get(&oid)
-            .copied()
-            .unwrap_or_else(|| auto_window(ov, settings.auto_percentiles)),
-        colormap: settings.overlay_colormap,
-        opacity: settings.overlay_opacity,
-    });
+    let overlay = session
+        .overlay_volume()
+        .filter(|(oid, _)| *oid != id)
+        .map(|(oid, ov)| Layer {
+            volume: ov,
+            frame: rt.frame.min(ov.frames() - 1),
+            window: rt
+                .windows
+                .get(&oid)
+                .copied()
+                .unwrap_or_else(|| auto_window(ov, settings.auto_percentiles)),
+            colormap: settings.overlay_colormap,
+            opacity: settings.overlay_opacity,
+        });
     let index = rt.cursor_voxel(base)[plane.normal_axis()];
     Some(render_plane(&base_layer, overlay.as_ref(), plane, index))
 }
@@ -194,7 +201,16 @@ pub fn ui(ui: &mut egui::Ui, settings: &mut ViewerSettings, session: &mut Sessio
     if let Some((oid, ov)) = overlay {
         rt.window(oid, ov, settings);
     }
-    toolbar(ui, settings, session, &mut rt, id, base, overlay.map(|(oid, _)| oid), commands);
+    toolbar(
+        ui,
+        settings,
+        session,
+        &mut rt,
+        id,
+        base,
+        overlay.map(|(oid, _)| oid),
+        commands,
+    );
     ui.separator();
 
     let area = ui.available_rect_before_wrap();
@@ -306,15 +322,20 @@ fn toolbar(
 }
 
 fn colormap_combo(ui: &mut egui::Ui, label: &str, cmap: &mut Colormap) {
-    egui::ComboBox::from_label(label).selected_text(cmap.name()).show_ui(ui, |ui| {
-        for c in Colormap::ALL {
-            ui.selectable_value(cmap, c, c.name());
-        }
-    });
+    egui::ComboBox::from_label(label)
+        .selected_text(cmap.name())
+        .show_ui(ui, |ui| {
+            for c in Colormap::ALL {
+                ui.selectable_value(cmap, c, c.name());
+            }
+        });
 }
 
 /// Draws one plane and handles its input; returns the hover readout when the pointer is over it.
-#[expect(clippy::too_many_arguments, reason = "a view needs the volumes, settings and runtime together")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a view needs the volumes, settings and runtime together"
+)]
 fn view_ui(
     ui: &mut egui::Ui,
     rect: egui::Rect,
@@ -327,7 +348,11 @@ fn view_ui(
 ) -> Option<String> {
     let label = format!("{} view", capitalised(plane.name()));
     let response = ui
-        .interact(rect, egui::Id::unique(("viewer", plane.name())), egui::Sense::click_and_drag())
+        .interact(
+            rect,
+            egui::Id::unique(("viewer", plane.name())),
+            egui::Sense::click_and_drag(),
+        )
         .on_hover_cursor(egui::CursorIcon::Crosshair);
     response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Canvas, true, &label));
 
@@ -379,7 +404,9 @@ fn view_ui(
                 *k = key;
             }
             None => {
-                let tex = ui.ctx().load_texture(format!("viewer-{}", plane.name()), color, options);
+                let tex = ui
+                    .ctx()
+                    .load_texture(format!("viewer-{}", plane.name()), color, options);
                 rt.views[slot].texture = Some((key, tex));
             }
         }
@@ -542,7 +569,10 @@ fn info_cell(ui: &mut egui::Ui, rect: egui::Rect, rt: &mut ViewerRuntime, id: u6
     child.strong(name);
     child.label(super::describe_volume(base));
     let ijk = rt.cursor_voxel(base);
-    child.label(format!("Crosshair: {}", readout(base, rt.frame, ijk, session.overlay_volume().map(|o| o.1))));
+    child.label(format!(
+        "Crosshair: {}",
+        readout(base, rt.frame, ijk, session.overlay_volume().map(|o| o.1))
+    ));
     let (lo, hi) = rt.windows.get(&id).copied().unwrap_or((0.0, 1.0));
     child.label(format!("Window: {} to {}", fmt_value(lo), fmt_value(hi)));
     child.add_space(6.0);
