@@ -22,5 +22,13 @@ pub enum Command {
     },
     CancelJob(u64),
     ClearRecent,
+    /// Pick a checkpoint file and register it as a model of this family.
+    AddModelDialog {
+        family: String,
+    },
+    AddModel {
+        path: PathBuf,
+        family: String,
+    },
     ResetLayout,
 }

@@ -97,6 +97,7 @@ impl WorkbenchApp {
         let ctx = cc.egui_ctx.clone();
         let mut session = Session::default();
         session.waker = Some(Arc::new(move || ctx.request_repaint()));
+        session.rescan_models();
         session.log.info(format!(
             "Latent Workbench {} - inference device: {}",
             crate::VERSION,
@@ -211,6 +212,15 @@ impl WorkbenchApp {
                 self.open(p);
             }
         }
+        if let Some((family, rx)) = &self.session.model_dialog
+            && let Ok(path) = rx.try_recv()
+        {
+            let family = family.clone();
+            self.session.model_dialog = None;
+            if let Some(path) = path {
+                self.commands.push(Command::AddModel { path, family });
+            }
+        }
         if let Some((plane, rx)) = &self.session.save_dialog
             && let Ok(path) = rx.try_recv()
         {
@@ -245,6 +255,8 @@ impl WorkbenchApp {
                     }
                 }
                 Command::ClearRecent => self.state.recent_files.clear(),
+                Command::AddModelDialog { family } => self.model_dialog(family),
+                Command::AddModel { path, family } => self.add_model(&path, &family),
                 Command::ResetLayout => self.tree = tabs::default_tree(),
             }
         }
@@ -288,6 +300,42 @@ impl WorkbenchApp {
             Ok(_) => self.session.dialog = Some(rx),
             Err(e) => self.session.log.error(format!("cannot show the file dialog: {e}")),
         }
+    }
+
+    fn model_dialog(&mut self, family: String) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waker = self.session.waker.clone();
+        let spawned = std::thread::Builder::new().name("model-dialog".into()).spawn(move || {
+            let picked = rfd::FileDialog::new()
+                .set_title("Register a checkpoint")
+                .add_filter("Checkpoints", &["pth", "pt", "ckpt", "safetensors"])
+                .pick_file();
+            let _ = tx.send(picked);
+            if let Some(w) = waker {
+                w();
+            }
+        });
+        match spawned {
+            Ok(_) => self.session.model_dialog = Some((family, rx)),
+            Err(e) => self.session.log.error(format!("cannot show the file dialog: {e}")),
+        }
+    }
+
+    fn add_model(&mut self, path: &Path, family: &str) {
+        let name = path
+            .file_stem()
+            .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+        let dir = crate::core::manifest::user_models_dir();
+        match crate::core::manifest::add_user_model(path, family, &name, Default::default(), &dir) {
+            Ok(e) => self.session.log.info(format!(
+                "Registered {} as a {} model ({})",
+                e.manifest.name,
+                family,
+                e.dir.display()
+            )),
+            Err(e) => self.session.log.error(e.to_string()),
+        }
+        self.session.rescan_models();
     }
 
     fn save_dialog(&mut self, plane: crate::core::slice::Plane) {
@@ -498,9 +546,9 @@ impl WorkbenchApp {
     }
 }
 
-/// The device inference runs on (the inference-core issue adds CUDA/Metal selection).
+/// The device inference runs on (chosen once in `core::device`).
 fn device_name() -> &'static str {
-    "CPU"
+    &crate::core::device::device().name
 }
 
 impl eframe::App for WorkbenchApp {

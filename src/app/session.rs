@@ -39,10 +39,22 @@ pub struct Session {
     /// A save dialog for a view PNG.
     pub save_dialog: Option<(crate::core::slice::Plane, Receiver<Option<PathBuf>>)>,
     pub waker: Option<Waker>,
+    /// Registered models (shipped and the user's) and the manifests that failed to parse.
+    pub models: Vec<crate::core::manifest::Entry>,
+    pub model_errors: Vec<String>,
+    /// A file dialog picking a checkpoint to register, with its family.
+    pub model_dialog: Option<(String, Receiver<Option<PathBuf>>)>,
     next_id: u64,
 }
 
 impl Session {
+    /// Rescans the model folders.
+    pub fn rescan_models(&mut self) {
+        let (entries, errors) = crate::core::manifest::scan(&crate::core::manifest::search_dirs());
+        self.models = entries;
+        self.model_errors = errors.iter().map(ToString::to_string).collect();
+    }
+
     pub fn add(&mut self, loaded: Loaded) -> u64 {
         self.next_id += 1;
         let id = self.next_id;

@@ -4,6 +4,7 @@
 mod convert;
 mod info;
 mod mesh;
+mod models;
 mod ssim;
 
 use clap::{Parser, Subcommand};
@@ -56,6 +57,34 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the registered models (shipped demos and the user's), or register one.
+    Models {
+        #[command(subcommand)]
+        action: Option<ModelsAction>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Where inference runs (CPU, CUDA, Metal) and which backends this build has.
+    Devices {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsAction {
+    /// Register an official checkpoint (.pth/.ckpt/.safetensors) under the user's models folder.
+    Add {
+        file: PathBuf,
+        /// ldae, wala, motion2vecsets, relreps, sage or wildfusion.
+        #[arg(long)]
+        family: String,
+        /// Name in the registry (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -93,6 +122,18 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             output,
             json,
         } => mesh::run(&volume, level, inside, &output, json),
+        Command::Models { action: None, json } => models::list(json),
+        Command::Models {
+            action:
+                Some(ModelsAction::Add {
+                    file,
+                    family,
+                    name,
+                    json,
+                }),
+            ..
+        } => models::add(&file, &family, name.as_deref(), json),
+        Command::Devices { json } => models::devices(json),
     }
 }
 

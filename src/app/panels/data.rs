@@ -27,15 +27,15 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, session: &Session, commands: &mut
     for a in &session.assets {
         let active = session.active == Some(a.id);
         let is_overlay = session.overlay == Some(a.id);
+        let hover = a
+            .path
+            .as_ref()
+            .map_or("built-in".to_string(), |p| p.display().to_string());
+        if ui.selectable_label(active, &a.name).on_hover_text(hover).clicked() {
+            commands.push(Command::SetActive(a.id));
+        }
+        ui.weak(describe(&a.asset));
         ui.horizontal(|ui| {
-            let label = ui.selectable_label(active, &a.name).on_hover_text(
-                a.path
-                    .as_ref()
-                    .map_or("built-in".to_string(), |p| p.display().to_string()),
-            );
-            if label.clicked() {
-                commands.push(Command::SetActive(a.id));
-            }
             if matches!(a.asset, crate::core::Asset::Volume(_)) {
                 let text = if is_overlay { "Overlay on" } else { "Overlay" };
                 if ui
@@ -50,8 +50,7 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, session: &Session, commands: &mut
                 commands.push(Command::Remove(a.id));
             }
         });
-        ui.weak(describe(&a.asset));
-        ui.add_space(2.0);
+        ui.add_space(4.0);
     }
     for job in &session.loads {
         ui.horizontal(|ui| {
@@ -60,6 +59,36 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, session: &Session, commands: &mut
         });
     }
     ui.separator();
+    ui.collapsing(format!("Models ({})", session.models.len()), |ui| {
+        if session.models.is_empty() {
+            ui.weak("No models registered yet. Demo models arrive with the method issues.");
+        }
+        for m in &session.models {
+            let present = m.weights_path().is_file();
+            let origin = match m.origin {
+                crate::core::manifest::Origin::Builtin => "built-in",
+                crate::core::manifest::Origin::User => "yours",
+            };
+            ui.label(format!("{} - {} ({origin})", m.manifest.name, m.manifest.family))
+                .on_hover_text(m.dir.display().to_string());
+            if !present {
+                ui.colored_label(ui.visuals().warn_fg_color, "weights file missing");
+            }
+        }
+        for e in &session.model_errors {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        ui.menu_button("Register a checkpoint...", |ui| {
+            ui.label("Family:");
+            for family in crate::core::manifest::FAMILIES {
+                if ui.button(family).clicked() {
+                    commands.push(Command::AddModelDialog {
+                        family: family.to_string(),
+                    });
+                }
+            }
+        });
+    });
     ui.collapsing("Recent files", |ui| {
         if state.recent_files.is_empty() {
             ui.weak("(none yet)");

@@ -34,7 +34,12 @@ pub struct InspectorRuntime {
 struct ArrayView {
     title: String,
     values: Vec<f32>,
+    /// C-order shape used to cut planes.
     shape: Vec<usize>,
+    /// The shape as the file states it (a volume's `[x, y, z(, t)]`).
+    display_shape: Vec<usize>,
+    /// Volumes are stored bottom row first; flip so heatmaps match the viewer.
+    flip_rows: bool,
     dtype: String,
     layout_note: &'static str,
 }
@@ -49,6 +54,8 @@ fn view(
     ArrayView {
         title: title.into(),
         values,
+        display_shape: shape.clone(),
+        flip_rows: false,
         shape,
         dtype: dtype.into(),
         layout_note,
@@ -61,8 +68,11 @@ fn array_of(asset: &Asset, tensor: usize) -> Option<ArrayView> {
             let d = v.dims();
             // x-fastest storage is C order for shape [t, z, y, x].
             let shape = vec![v.frames(), d[2], d[1], d[0]];
-            let note = "channels = frames; middle axial slice (rows = y, cols = x)";
-            Some(view("volume", v.data().to_vec(), shape, v.source_kind.name(), note))
+            let note = "channels = frames; middle axial slice, oriented as in the viewer";
+            let mut a = view("volume", v.data().to_vec(), shape, v.source_kind.name(), note);
+            a.display_shape = v.shape();
+            a.flip_rows = true;
+            Some(a)
         }
         Asset::Image(img) => {
             let c = img.channels().count();
@@ -121,6 +131,8 @@ fn inspect(ctx: &egui::Context, asset: &Asset, tensor: usize) -> Option<Inspecte
         title,
         values,
         shape,
+        display_shape,
+        flip_rows,
         dtype,
         layout_note,
     } = array_of(asset, tensor)?;
@@ -139,6 +151,13 @@ fn inspect(ctx: &egui::Context, asset: &Asset, tensor: usize) -> Option<Inspecte
         .iter()
         .enumerate()
         .map(|(c, p)| {
+            let flipped: Vec<f32>;
+            let p = if flip_rows {
+                flipped = p.chunks(planes.cols.max(1)).rev().flatten().copied().collect();
+                &flipped
+            } else {
+                p
+            };
             let rgba: Vec<u8> = Colormap::Viridis
                 .apply(p, heat_range.0, heat_range.1)
                 .into_iter()
@@ -150,7 +169,7 @@ fn inspect(ctx: &egui::Context, asset: &Asset, tensor: usize) -> Option<Inspecte
         .collect();
     Some(Inspected {
         title,
-        shape,
+        shape: display_shape,
         dtype,
         summary,
         histogram,
