@@ -4,9 +4,11 @@
 
 pub mod asset;
 pub mod colormap;
+pub mod device;
 pub mod image;
 pub mod jobs;
 pub mod latent;
+pub mod manifest;
 pub mod mesh;
 pub mod point_cloud;
 pub mod scalar;
