@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bounded coverage-guided fuzzing of the file decoders (cargo-fuzz / libFuzzer).
 #
-#   bash .ci/fuzz.sh [SECONDS] [TARGET...]     # default 30 s each for targets: nifti ply
+#   bash .ci/fuzz.sh [SECONDS] [TARGET...]     # default 30 s each for targets: nifti ply pickle
 #
 # Each target starts from its committed seeds (fuzz/seeds/TARGET, read-only) plus a scratch
 # corpus (fuzz/corpus/TARGET, git-ignored). A crash, panic, timeout or out-of-memory fails the
@@ -14,7 +14,7 @@ secs="${1:-30}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(nifti ply)
+  targets=(nifti ply pickle)
 fi
 
 if ! command -v cargo-fuzz >/dev/null 2>&1 && ! [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-fuzz" ]; then

@@ -2,10 +2,12 @@
 //! exactly one JSON object on stdout; bad input gives a non-zero exit and one line on stderr.
 
 mod convert;
+mod demo_data;
 mod info;
 mod mesh;
 mod models;
 mod ssim;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -69,6 +71,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Generate a procedural demo dataset (synthetic data; the README says what each is).
+    DemoData {
+        #[command(subcommand)]
+        kind: demo_data::Kind,
+    },
+    /// Train a built-in demo model and write it under models/NAME/.
+    Train(train::TrainArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -134,6 +143,8 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             ..
         } => models::add(&file, &family, name.as_deref(), json),
         Command::Devices { json } => models::devices(json),
+        Command::DemoData { kind } => demo_data::run(&kind),
+        Command::Train(args) => train::run(&args),
     }
 }
 

@@ -5,16 +5,19 @@
 pub mod asset;
 pub mod colormap;
 pub mod device;
+pub mod diffusion;
 pub mod image;
 pub mod jobs;
 pub mod latent;
 pub mod manifest;
 pub mod mesh;
+pub mod ops;
 pub mod point_cloud;
 pub mod scalar;
 pub mod slice;
 pub mod stats;
 pub mod volume;
+pub mod weights;
 
 pub use asset::Asset;
 pub use colormap::Colormap;

@@ -1,0 +1,188 @@
+//! A self-timed inference benchmark (no criterion): 3D convolution forward on the CPU, the hot
+//! op of the MONAI AutoencoderKL decoder. `scripts/bench_inference.py` runs this and the same
+//! work in PyTorch and prints a comparison table.
+//!
+//! ```text
+//! cargo bench --bench inference -- [--size 64] [--channels 64] [--reps 5] [--warmup 1]
+//!                                  [--impls direct,im2col,composite]
+//! ```
+//!
+//! The input is `1 × C × N³` (default 1×64×64³), the weight `C × C × 3³` with bias, padding 1,
+//! stride 1, as `torch.nn.functional.conv3d(x, w, b, padding=1)`. Each option may instead come
+//! from `LW_BENCH_SIZE`, `LW_BENCH_CHANNELS`, `LW_BENCH_REPS`, `LW_BENCH_WARMUP`,
+//! `LW_BENCH_IMPLS`. Implementations: `auto` (what `conv3d` picks), `direct` (SIMD direct
+//! kernel), `im2col` (im2col + candle matmul), `composite` (sum of candle conv2d over kernel
+//! depth — what other devices get). Unavailable ones report an `error`.
+//!
+//! Prints one JSON object on stdout: per implementation `median_s`, `best_s`, every run's time,
+//! GFLOP/s at the median, and the maximum difference from the first implementation's output.
+
+use candle_core::{Device, Tensor};
+use latent_workbench::core::ops::{Conv3dConfig, Conv3dImpl, conv3d_cpu_kernel, conv3d_with};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+struct Args {
+    size: usize,
+    channels: usize,
+    reps: usize,
+    warmup: usize,
+    impls: Vec<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let num = |k: &str, v: Option<String>, d: usize| -> Result<usize, String> {
+        v.map(|v| v.parse().map_err(|e| format!("{k}: {e}")))
+            .transpose()
+            .map(|v| v.unwrap_or(d))
+    };
+    let mut a = Args {
+        size: num("LW_BENCH_SIZE", env("LW_BENCH_SIZE"), 64)?,
+        channels: num("LW_BENCH_CHANNELS", env("LW_BENCH_CHANNELS"), 64)?,
+        reps: num("LW_BENCH_REPS", env("LW_BENCH_REPS"), 5)?,
+        warmup: num("LW_BENCH_WARMUP", env("LW_BENCH_WARMUP"), 1)?,
+        impls: env("LW_BENCH_IMPLS")
+            .unwrap_or_else(|| "direct,im2col,composite".into())
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--size" => a.size = num("--size", Some(value()?), 0)?,
+            "--channels" => a.channels = num("--channels", Some(value()?), 0)?,
+            "--reps" => a.reps = num("--reps", Some(value()?), 0)?,
+            "--warmup" => a.warmup = num("--warmup", Some(value()?), 0)?,
+            "--impls" => a.impls = value()?.split(',').map(|s| s.trim().to_string()).collect(),
+            // `cargo bench` passes --bench; libtest-style filters are ignored too.
+            "--bench" | "--nocapture" => {}
+            "-h" | "--help" => {
+                eprintln!(
+                    "usage: inference [--size N] [--channels C] [--reps N] [--warmup N] \
+                     [--impls auto,direct,im2col,composite]"
+                );
+                std::process::exit(0);
+            }
+            other if other.starts_with('-') => return Err(format!("unknown option {other}")),
+            _ => {}
+        }
+    }
+    if a.size == 0 || a.channels == 0 || a.reps == 0 {
+        return Err("size, channels and reps must be positive".into());
+    }
+    Ok(a)
+}
+
+fn imp_of(name: &str) -> Result<Conv3dImpl, String> {
+    Ok(match name {
+        "auto" => Conv3dImpl::Auto,
+        "direct" => Conv3dImpl::CpuDirect,
+        "im2col" => Conv3dImpl::CpuIm2col,
+        "composite" => Conv3dImpl::Composite,
+        other => return Err(format!("unknown implementation {other}")),
+    })
+}
+
+/// Deterministic pseudo-random values in [-0.5, 0.5) (no RNG dependency, same on every run).
+fn noise(shape: &[usize], seed: u64, scale: f32) -> candle_core::Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let mut s = seed ^ 0x9e37_79b9_7f4a_7c15;
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu)
+}
+
+fn run(args: &Args) -> candle_core::Result<Value> {
+    let (n, c) = (args.size, args.channels);
+    let x = noise(&[1, c, n, n, n], 1, 2.0)?;
+    let w = noise(&[c, c, 3, 3, 3], 2, 2.0 / ((c * 27) as f32).sqrt())?;
+    let b = noise(&[c], 3, 0.2)?;
+    let cfg = Conv3dConfig::uniform(1, 1);
+    let flops = 2.0 * (c * c * 27) as f64 * (n * n * n) as f64;
+    let mut results = serde_json::Map::new();
+    let mut reference: Option<Tensor> = None;
+    for name in &args.impls {
+        let imp = match imp_of(name) {
+            Ok(i) => i,
+            Err(e) => {
+                results.insert(name.clone(), json!({ "error": e }));
+                continue;
+            }
+        };
+        let once = || -> candle_core::Result<(f64, Tensor)> {
+            let t = Instant::now();
+            let y = conv3d_with(&x, &w, Some(&b), &cfg, imp)?;
+            Ok((t.elapsed().as_secs_f64(), y))
+        };
+        let outcome = (|| -> candle_core::Result<Value> {
+            let mut last = None;
+            for _ in 0..args.warmup {
+                last = Some(once()?.1);
+            }
+            let mut times = Vec::with_capacity(args.reps);
+            for _ in 0..args.reps {
+                let (t, y) = once()?;
+                times.push(t);
+                last = Some(y);
+            }
+            let y = last.expect("reps > 0");
+            let diff = match &reference {
+                Some(r) => Some((&y - r)?.abs()?.max_all()?.to_scalar::<f32>()?),
+                None => {
+                    reference = Some(y);
+                    None
+                }
+            };
+            let mut sorted = times.clone();
+            sorted.sort_by(f64::total_cmp);
+            let median = sorted[sorted.len() / 2];
+            Ok(json!({
+                "median_s": median,
+                "best_s": sorted[0],
+                "runs_s": times,
+                "gflops": flops / median / 1e9,
+                "max_abs_diff_vs_first": diff,
+            }))
+        })();
+        let v = outcome.unwrap_or_else(|e| json!({ "error": e.to_string() }));
+        results.insert(name.clone(), v);
+    }
+    Ok(json!({
+        "task": "conv3d_forward",
+        "input": [1, c, n, n, n],
+        "weight": [c, c, 3, 3, 3],
+        "padding": 1,
+        "bias": true,
+        "threads": rayon::current_num_threads(),
+        "cpu_kernel": conv3d_cpu_kernel(),
+        "reps": args.reps,
+        "warmup": args.warmup,
+        "results": results,
+    }))
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("inference: {e}");
+            std::process::exit(2);
+        }
+    };
+    match run(&args) {
+        Ok(v) => println!("{v}"),
+        Err(e) => {
+            println!("{}", json!({ "error": e.to_string() }));
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! Procedural datasets for the demo models: synthetic, documented as such, reproducible from a
+//! seed.

@@ -1,0 +1,2 @@
+//! WaLa (wavelet latent diffusion for 3D shapes): wavelet-tree SDF compression, VQ-VAE and
+//! U-ViT diffusion. See `shared/research/wala.md` and `PARITY.md`.
