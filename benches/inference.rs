@@ -1,11 +1,20 @@
-//! A self-timed inference benchmark (no criterion): 3D convolution forward on the CPU, the hot
-//! op of the MONAI AutoencoderKL decoder. `scripts/bench_inference.py` runs this and the same
-//! work in PyTorch and prints a comparison table.
+//! A self-timed inference benchmark (no criterion) on the CPU. `scripts/bench_inference.py` runs
+//! this and the same work in PyTorch and prints a comparison table. Two tasks:
 //!
 //! ```text
-//! cargo bench --bench inference -- [--size 64] [--channels 64] [--reps 5] [--warmup 1]
+//! cargo bench --bench inference -- [--task conv3d] [--size 64] [--channels 64] [--reps 5] [--warmup 1]
 //!                                  [--impls direct,im2col,composite]
+//! cargo bench --bench inference -- --task aekl_decode [--reps 1] [--warmup 0]
+//!                                  [--weights FILE.safetensors] [--out FILE.safetensors]
 //! ```
+//!
+//! `aekl_decode`: one `AutoencoderKL::decode` of LDAE's latent size, 1×3×16×20×16 → 1×1×128×160×128,
+//! with LDAE's configuration (`AutoencoderKlConfig::ldae()`). The weights and the latent `io.z` come
+//! from `--weights` (written by `bench_inference.py`, so that both sides decode the same thing), or
+//! are deterministic pseudo-random values. Reports the decode time, the time spent in each decoder
+//! block (a profile), and with `--out` writes the decoded volume as `decoded` for comparison.
+//!
+//! `conv3d`:
 //!
 //! The input is `1 × C × N³` (default 1×64×64³), the weight `C × C × 3³` with bias, padding 1,
 //! stride 1, as `torch.nn.functional.conv3d(x, w, b, padding=1)`. Each option may instead come
@@ -17,12 +26,20 @@
 //! Prints one JSON object on stdout: per implementation `median_s`, `best_s`, every run's time,
 //! GFLOP/s at the median, and the maximum difference from the first implementation's output.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use latent_workbench::core::ops::{Conv3dConfig, Conv3dImpl, conv3d_cpu_kernel, conv3d_with};
+use latent_workbench::core::weights::{LoadOptions, build_model, load_checkpoint};
+use latent_workbench::methods::ldae::autoencoder::AutoencoderKL;
+use latent_workbench::methods::ldae::config::AutoencoderKlConfig;
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
 struct Args {
+    task: String,
+    weights: Option<PathBuf>,
+    out: Option<PathBuf>,
     size: usize,
     channels: usize,
     reps: usize,
@@ -38,10 +55,13 @@ fn parse_args() -> Result<Args, String> {
             .map(|v| v.unwrap_or(d))
     };
     let mut a = Args {
+        task: env("LW_BENCH_TASK").unwrap_or_else(|| "conv3d".into()),
+        weights: None,
+        out: None,
         size: num("LW_BENCH_SIZE", env("LW_BENCH_SIZE"), 64)?,
         channels: num("LW_BENCH_CHANNELS", env("LW_BENCH_CHANNELS"), 64)?,
-        reps: num("LW_BENCH_REPS", env("LW_BENCH_REPS"), 5)?,
-        warmup: num("LW_BENCH_WARMUP", env("LW_BENCH_WARMUP"), 1)?,
+        reps: num("LW_BENCH_REPS", env("LW_BENCH_REPS"), 0)?,
+        warmup: num("LW_BENCH_WARMUP", env("LW_BENCH_WARMUP"), usize::MAX)?,
         impls: env("LW_BENCH_IMPLS")
             .unwrap_or_else(|| "direct,im2col,composite".into())
             .split(',')
@@ -52,6 +72,9 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
+            "--task" => a.task = value()?,
+            "--weights" => a.weights = Some(value()?.into()),
+            "--out" => a.out = Some(value()?.into()),
             "--size" => a.size = num("--size", Some(value()?), 0)?,
             "--channels" => a.channels = num("--channels", Some(value()?), 0)?,
             "--reps" => a.reps = num("--reps", Some(value()?), 0)?,
@@ -61,14 +84,25 @@ fn parse_args() -> Result<Args, String> {
             "--bench" | "--nocapture" => {}
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: inference [--size N] [--channels C] [--reps N] [--warmup N] \
-                     [--impls auto,direct,im2col,composite]"
+                    "usage: inference [--task conv3d|aekl_decode] [--size N] [--channels C] [--reps N] \
+                     [--warmup N] [--impls auto,direct,im2col,composite] [--weights F] [--out F]"
                 );
                 std::process::exit(0);
             }
             other if other.starts_with('-') => return Err(format!("unknown option {other}")),
             _ => {}
         }
+    }
+    // Defaults depend on the task: a 7-TFLOP decode is timed once, after no warm-up.
+    let decode = a.task == "aekl_decode";
+    if a.reps == 0 {
+        a.reps = if decode { 1 } else { 5 };
+    }
+    if a.warmup == usize::MAX {
+        a.warmup = if decode { 0 } else { 1 };
+    }
+    if !matches!(a.task.as_str(), "conv3d" | "aekl_decode") {
+        return Err(format!("unknown task {} (conv3d, aekl_decode)", a.task));
     }
     if a.size == 0 || a.channels == 0 || a.reps == 0 {
         return Err("size, channels and reps must be positive".into());
@@ -99,6 +133,98 @@ fn noise(shape: &[usize], seed: u64, scale: f32) -> candle_core::Result<Tensor> 
         })
         .collect();
     Tensor::from_vec(v, shape, &Device::Cpu)
+}
+
+/// Deterministic stand-in weights of the right shapes (torch's default-init scale), when no
+/// `--weights` file is given.
+fn pseudo_random_model(cfg: &AutoencoderKlConfig) -> candle_core::Result<AutoencoderKL> {
+    let expected = latent_workbench::core::weights::expected_by(DType::F32, |vb| AutoencoderKL::load(vb, cfg))?;
+    let mut tensors = HashMap::new();
+    for (i, e) in expected.into_iter().enumerate() {
+        let fan_in: usize = e.shape.iter().skip(1).product::<usize>().max(1);
+        let t = if e.shape.len() == 1 && e.key.ends_with("weight") {
+            Tensor::ones(e.shape.as_slice(), DType::F32, &Device::Cpu)? // GroupNorm scale
+        } else {
+            noise(&e.shape, 100 + i as u64, 2.0 / (fan_in as f32).sqrt())?
+        };
+        tensors.insert(e.key, t);
+    }
+    AutoencoderKL::load(
+        candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
+        cfg,
+    )
+}
+
+fn run_decode(args: &Args) -> candle_core::Result<Value> {
+    let cfg = AutoencoderKlConfig::ldae();
+    let latent_shape = [1, cfg.latent_channels, 16, 20, 16];
+    let (ae, z, source) = match &args.weights {
+        Some(path) => {
+            let ckpt = load_checkpoint(path, &LoadOptions::default()).map_err(candle_core::Error::wrap)?;
+            let z = ckpt
+                .tensors
+                .get("io.z")
+                .cloned()
+                .ok_or_else(|| candle_core::Error::msg(format!("{}: no tensor io.z", path.display())))?;
+            let (ae, _) = build_model(&ckpt, DType::F32, &Device::Cpu, false, |vb| {
+                AutoencoderKL::load(vb, &cfg)
+            })
+            .map_err(candle_core::Error::wrap)?;
+            (ae, z, path.display().to_string())
+        }
+        None => (
+            pseudo_random_model(&cfg)?,
+            noise(&latent_shape, 7, 2.0)?,
+            "pseudo-random".into(),
+        ),
+    };
+    let blocks = ae.decoder().len();
+    // Per decoder block: the time of its last timed run (block 0 = post_quant_conv + first conv).
+    let mut per_block = vec![0f64; blocks];
+    let mut once = |record: bool| -> candle_core::Result<(f64, Tensor)> {
+        let t0 = Instant::now();
+        let mut last = t0;
+        let y = ae.decode_with(&z, &mut |done, _| {
+            let now = Instant::now();
+            if record {
+                per_block[done - 1] = (now - last).as_secs_f64();
+            }
+            last = now;
+            Ok(())
+        })?;
+        Ok((t0.elapsed().as_secs_f64(), y))
+    };
+    for _ in 0..args.warmup {
+        once(false)?;
+    }
+    let mut times = Vec::with_capacity(args.reps);
+    let mut last = None;
+    for _ in 0..args.reps {
+        let (t, y) = once(true)?;
+        times.push(t);
+        last = Some(y);
+    }
+    let y = last.expect("reps > 0");
+    if let Some(out) = &args.out {
+        candle_core::safetensors::save(&HashMap::from([("decoded".to_string(), y.clone())]), out)?;
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    Ok(json!({
+        "task": "aekl_decode",
+        "latent": z.dims(),
+        "output": y.dims(),
+        "weights": source,
+        "threads": rayon::current_num_threads(),
+        "cpu_kernel": conv3d_cpu_kernel(),
+        "reps": args.reps,
+        "warmup": args.warmup,
+        "median_s": sorted[sorted.len() / 2],
+        "best_s": sorted[0],
+        "runs_s": times,
+        "per_block_s": per_block,
+        "output_abs_max": y.abs()?.max_all()?.to_scalar::<f32>()?,
+    }))
 }
 
 fn run(args: &Args) -> candle_core::Result<Value> {
@@ -178,7 +304,12 @@ fn main() {
             std::process::exit(2);
         }
     };
-    match run(&args) {
+    let result = if args.task == "aekl_decode" {
+        run_decode(&args)
+    } else {
+        run(&args)
+    };
+    match result {
         Ok(v) => println!("{v}"),
         Err(e) => {
             println!("{}", json!({ "error": e.to_string() }));

@@ -6,6 +6,8 @@ mod demo_data;
 mod info;
 mod mesh;
 mod models;
+mod progress;
+mod relrep;
 mod ssim;
 mod train;
 
@@ -78,6 +80,9 @@ pub enum Command {
     },
     /// Train a built-in demo model and write it under models/NAME/.
     Train(train::TrainArgs),
+    /// Compare two latent spaces of the same samples: absolute vs relative (cosine to shared
+    /// anchors) Jaccard@k, MRR and cosine, with Procrustes and linear CKA as baselines.
+    Relrep(relrep::RelrepArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -145,6 +150,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Devices { json } => models::devices(json),
         Command::DemoData { kind } => demo_data::run(&kind),
         Command::Train(args) => train::run(&args),
+        Command::Relrep(args) => relrep::run(&args),
     }
 }
 

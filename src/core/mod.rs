@@ -9,6 +9,7 @@ pub mod diffusion;
 pub mod image;
 pub mod jobs;
 pub mod latent;
+pub mod linalg;
 pub mod manifest;
 pub mod mesh;
 pub mod ops;
@@ -16,6 +17,7 @@ pub mod point_cloud;
 pub mod scalar;
 pub mod slice;
 pub mod stats;
+pub mod train;
 pub mod volume;
 pub mod weights;
 

@@ -1,2 +1,6 @@
 //! WaLa (wavelet latent diffusion for 3D shapes): wavelet-tree SDF compression, VQ-VAE and
 //! U-ViT diffusion. See `shared/research/wala.md` and `PARITY.md`.
+
+mod filters;
+pub mod tree;
+pub mod wavelet;
