@@ -3,6 +3,8 @@
 //! pickle. Fixtures: `tests/fixtures/ldae/autoencoder_*`, written by
 //! `tests/fixtures/make_ldae_autoencoder.py` (see tests/fixtures/README.md).
 
+mod common;
+use common::rel_err;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -27,12 +29,6 @@ fn load(file: &str) -> Checkpoint {
     let path = dir().join(file);
     load_checkpoint(&path, &LoadOptions::default())
         .unwrap_or_else(|e| panic!("{e} (run tests/fixtures/make_ldae_autoencoder.py)"))
-}
-
-fn rel_err(ours: &Tensor, torch: &Tensor) -> f32 {
-    let d = (ours - torch).unwrap().abs().unwrap().max_all().unwrap();
-    let m = torch.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    d.to_scalar::<f32>().unwrap() / m.max(1e-6)
 }
 
 fn assert_close(what: &str, ours: &Tensor, torch: &Tensor) -> f32 {

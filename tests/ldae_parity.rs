@@ -8,6 +8,8 @@
 //! restated below), then loaded through `core::weights::build_model` in strict mode, so every key name
 //! and shape of the reference state dict is checked as well.
 
+mod common;
+use common::rel_err;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
@@ -121,20 +123,6 @@ impl Fixture {
             metadata: BTreeMap::new(),
         }
     }
-}
-
-fn rel_err(ours: &Tensor, reference: &Tensor) -> f32 {
-    assert_eq!(ours.dims(), reference.dims(), "shape");
-    let diff = (ours - reference)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let scale = reference.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    diff / scale.max(1e-6)
 }
 
 fn assert_close(what: &str, ours: &Tensor, reference: &Tensor) {

@@ -5,8 +5,10 @@
 //! parameters under torch's key names, the output `out`, random loss weights `r` and the
 //! gradients `grad.<name>` of `sum(out * r)`; settings are the `cfg.*` tensors.
 
+mod common;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{Module, VarBuilder};
+use common::rel_err;
 use latent_workbench::core::ops::{
     AttentionBlock, Conv3dConfig, Conv3dImpl, ConvTranspose3dConfig, Downsample, MultiHeadAttention, PointEmbed,
     ResBlock, Upsample, conv_transpose3d_with, conv3d_cpu_kernel, conv3d_with, fourier_embed, group_norm, pad3d,
@@ -80,19 +82,6 @@ impl Fixture {
     fn mask_u8(&self, k: &str) -> Tensor {
         self.get(k).to_dtype(DType::U8).unwrap()
     }
-}
-
-fn rel_err(ours: &Tensor, torch: &Tensor) -> f32 {
-    let d = (ours - torch)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let m = torch.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    d / m.max(1e-6)
 }
 
 fn assert_close(what: &str, ours: &Tensor, torch: &Tensor) -> f32 {
