@@ -36,28 +36,15 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from bench_common import cpu_model, log  # noqa: E402  (sibling module)
 
 
 def torch_round(args, x, w, b):
