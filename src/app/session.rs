@@ -2,7 +2,10 @@
 //! Never persisted.
 
 use super::notify::Log;
-use super::panels::{inspector::InspectorRuntime, viewer::ViewerRuntime};
+use super::panels::{
+    attributes::AttributesRuntime, inspector::InspectorRuntime, interpolation::InterpolationRuntime,
+    stitching::StitchingRuntime, viewer::ViewerRuntime,
+};
 use crate::core::Asset;
 use crate::core::jobs::{JobHandle, Waker};
 use std::path::PathBuf;
@@ -34,6 +37,9 @@ pub struct Session {
     pub log: Log,
     pub viewer: ViewerRuntime,
     pub inspector: InspectorRuntime,
+    pub interpolation: InterpolationRuntime,
+    pub attributes: AttributesRuntime,
+    pub stitching: StitchingRuntime,
     /// Paths picked in a file dialog running on its own thread.
     pub dialog: Option<Receiver<Vec<PathBuf>>>,
     /// A save dialog for a view PNG.

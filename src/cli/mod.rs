@@ -4,8 +4,11 @@
 mod convert;
 mod demo_data;
 mod info;
+mod interpolate;
+mod manipulate;
 mod mesh;
 mod models;
+mod probe;
 mod progress;
 mod relrep;
 mod ssim;
@@ -83,6 +86,12 @@ pub enum Command {
     /// Compare two latent spaces of the same samples: absolute vs relative (cosine to shared
     /// anchors) Jaccard@k, MRR and cosine, with Procrustes and linear CKA as baselines.
     Relrep(relrep::RelrepArgs),
+    /// LDAE missing-scan synthesis: the scan at a target time between two scans of a subject.
+    Interpolate(interpolate::InterpolateArgs),
+    /// LDAE linear probes: fit a probe on semantic codes of a labelled set (CSV) and report CV scores.
+    Probe(probe::ProbeArgs),
+    /// LDAE attribute manipulation: move a scan along a probe direction and decode.
+    Manipulate(manipulate::ManipulateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -151,6 +160,9 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::DemoData { kind } => demo_data::run(&kind),
         Command::Train(args) => train::run(&args),
         Command::Relrep(args) => relrep::run(&args),
+        Command::Interpolate(args) => interpolate::run(&args),
+        Command::Probe(args) => probe::run(&args),
+        Command::Manipulate(args) => manipulate::run(&args),
     }
 }
 

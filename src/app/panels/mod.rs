@@ -1,9 +1,12 @@
 //! One file per panel. Each draws from the session and queues commands.
 
+pub mod attributes;
 pub mod data;
 pub mod inspector;
+pub mod interpolation;
 pub mod log;
 pub mod placeholder;
+pub mod stitching;
 pub mod viewer;
 
 use super::{AppState, Command, Session, Tab};
@@ -26,6 +29,9 @@ impl egui_tiles::Behavior<Tab> for TabBehavior<'_> {
             Tab::Viewer => viewer::ui(ui, &mut self.state.viewer, self.session, self.commands),
             Tab::Inspector => inspector::ui(ui, self.session, self.commands),
             Tab::Log => log::ui(ui, self.session),
+            Tab::Interpolation => interpolation::ui(ui, self.state, self.session, self.commands),
+            Tab::Attributes => attributes::ui(ui, self.state, self.session, self.commands),
+            Tab::Stitching => stitching::ui(ui, self.state, self.session, self.commands),
             other => placeholder::ui(ui, *other),
         });
         egui_tiles::UiResponse::None

@@ -6,3 +6,8 @@ pub mod config;
 pub mod semantic_encoder;
 pub mod unet;
 pub mod unet_config;
+pub mod demo_train;
+pub mod interpolate;
+pub mod model;
+pub mod preprocess;
+pub mod probe;

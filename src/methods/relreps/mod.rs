@@ -1,6 +1,8 @@
 //! Relative representations (Moschella et al., ICLR 2023): latent spaces compared and stitched
 //! through their similarities to shared anchors. See `shared/research/relreps.md`.
+pub mod demo;
 pub mod sprite_ae;
+pub mod stitch;
 
 // Latent-space comparison toolkit (collections, anchors, relative transform, metrics, baselines).
 mod align;
