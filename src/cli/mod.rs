@@ -5,6 +5,7 @@ mod convert;
 mod demo_data;
 mod info;
 mod interpolate;
+mod interpolate_eval;
 mod manipulate;
 mod mesh;
 mod models;
@@ -88,6 +89,9 @@ pub enum Command {
     Relrep(relrep::RelrepArgs),
     /// LDAE missing-scan synthesis: the scan at a target time between two scans of a subject.
     Interpolate(interpolate::InterpolateArgs),
+    /// Evaluate missing-scan synthesis on held-out subjects of a cohort: SSIM/MSE by gap, model against
+    /// baselines (nearest scan, voxel-wise linear blend).
+    InterpolateEval(interpolate_eval::InterpolateEvalArgs),
     /// LDAE linear probes: fit a probe on semantic codes of a labelled set (CSV) and report CV scores.
     Probe(probe::ProbeArgs),
     /// LDAE attribute manipulation: move a scan along a probe direction and decode.
@@ -161,6 +165,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Train(args) => train::run(&args),
         Command::Relrep(args) => relrep::run(&args),
         Command::Interpolate(args) => interpolate::run(&args),
+        Command::InterpolateEval(args) => interpolate_eval::run(&args),
         Command::Probe(args) => probe::run(&args),
         Command::Manipulate(args) => manipulate::run(&args),
     }

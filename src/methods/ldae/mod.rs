@@ -7,6 +7,7 @@ pub mod semantic_encoder;
 pub mod unet;
 pub mod unet_config;
 pub mod demo_train;
+pub mod evaluate;
 pub mod interpolate;
 pub mod model;
 pub mod preprocess;

@@ -1,0 +1,1 @@
+//! Evaluation of missing-scan synthesis on held-out cohort subjects: SSIM/MSE by gap, model against baselines.
