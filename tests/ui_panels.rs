@@ -54,6 +54,15 @@ fn every_tab_opens() {
             Tab::Log => {
                 h.get_by_label_contains("messages,");
             }
+            Tab::Stitching => {
+                h.get_by_label("Stitching: relative representations");
+            }
+            Tab::Interpolation => {
+                h.get_by_label("Interpolation: missing-scan synthesis (LDAE)");
+            }
+            Tab::Attributes => {
+                h.get_by_label("Attributes: manipulation along a probe (LDAE)");
+            }
             _ => {
                 h.get_by_label("Not built yet.");
             }

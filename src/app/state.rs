@@ -19,6 +19,9 @@ pub struct AppState {
     pub dark_mode: bool,
     /// Open the built-in MNI152 demo when no file is given.
     pub open_demo_on_start: bool,
+    pub stitching: super::panels::stitching::StitchingSettings,
+    /// Choices of the LDAE panels (Interpolation and Attributes).
+    pub ldae: super::panels::interpolation::LdaeSettings,
 }
 
 impl Default for AppState {
@@ -29,6 +32,8 @@ impl Default for AppState {
             viewer: ViewerSettings::default(),
             dark_mode: true,
             open_demo_on_start: true,
+            stitching: Default::default(),
+            ldae: Default::default(),
         }
     }
 }

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The MNI152 2009 maps shipped in assets/demo (see assets/demo/NOTICE.txt).
-const T1: &[u8] = include_bytes!("../../assets/demo/mni152_t1_1.5mm.nii.gz");
-const GM: &[u8] = include_bytes!("../../assets/demo/mni152_gm_1.5mm.nii.gz");
-const WM: &[u8] = include_bytes!("../../assets/demo/mni152_wm_1.5mm.nii.gz");
+pub(crate) const T1: &[u8] = include_bytes!("../../assets/demo/mni152_t1_1.5mm.nii.gz");
+pub(crate) const GM: &[u8] = include_bytes!("../../assets/demo/mni152_gm_1.5mm.nii.gz");
+pub(crate) const WM: &[u8] = include_bytes!("../../assets/demo/mni152_wm_1.5mm.nii.gz");
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

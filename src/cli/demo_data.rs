@@ -4,7 +4,7 @@
 use clap::Subcommand;
 
 #[path = "demo_cohort.rs"]
-mod cohort;
+pub(super) mod cohort;
 #[path = "demo_shapes.rs"]
 mod shapes;
 #[path = "demo_sprites.rs"]

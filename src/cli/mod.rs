@@ -14,6 +14,7 @@ mod progress;
 mod relrep;
 mod ssim;
 mod train;
+mod train_ldae;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

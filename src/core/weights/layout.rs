@@ -24,6 +24,8 @@ use super::{LoadOptions, WeightsError};
 pub const STATE_DICT_KEYS: &[&str] = &["state_dict", "model_state_dict", "model", "module", "net"];
 /// Wrapper keys that hold an EMA copy of it, in order of preference.
 pub const EMA_KEYS: &[&str] = &["ema_state_dict", "state_dict_ema", "model_ema", "ema_model", "ema"];
+/// The key of the one tensor of a file saved as `torch.save(tensor)`.
+pub const BARE_TENSOR_KEY: &str = "tensor";
 /// Prefix of EMA copies stored inside the state dict.
 pub const EMA_PREFIX: &str = "model_ema.";
 /// Top-level keys whose nested values are copied into the metadata.
@@ -210,6 +212,14 @@ pub fn select(p: &Pickle, opts: &LoadOptions, path: &Path) -> Result<Selection, 
     };
     let mut metadata = BTreeMap::new();
     let root = &p.root;
+    // `torch.save(tensor)`: one tensor and no dict (e.g. LDAE's `semantic_mean.pt`).
+    if let Some(t) = p.tensor(root) {
+        let metadata = BTreeMap::from([("checkpoint.layout".to_string(), "tensor".to_string())]);
+        return Ok(Selection {
+            tensors: vec![(BARE_TENSOR_KEY.to_string(), t.clone())],
+            metadata,
+        });
+    }
     let Some(items) = p.dict(root) else {
         let kind = p.object(root).map_or("scalar", Object::kind);
         return Err(WeightsError::NoTensors {

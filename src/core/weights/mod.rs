@@ -37,7 +37,7 @@ pub use check::{
     expected_by, var_builder,
 };
 pub use error::WeightsError;
-pub use layout::{EMA_KEYS, EMA_PREFIX, STATE_DICT_KEYS, Selection, select as select_tensors};
+pub use layout::{BARE_TENSOR_KEY, EMA_KEYS, EMA_PREFIX, STATE_DICT_KEYS, Selection, select as select_tensors};
 
 /// How to find and name the weights in a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,9 +1,11 @@
 //! Arrays: numpy `.npy` and `.safetensors`, loaded as [`LatentTensor`]s of `f32` that keep
 //! the element type the file stored (`source_kind`).
 
+mod latents;
 mod npy;
 mod safetensors;
 
+pub use self::latents::{LATENT_TENSOR_NAMES, LatentFile, read_latent_file};
 pub use self::npy::{decode_npy, read_npy, write_npy};
 pub use self::safetensors::{ORIGIN_SUFFIX, decode_safetensors, read_safetensors, write_safetensors};
 

@@ -3,12 +3,12 @@
 
 pub mod autoencoder;
 pub mod config;
-pub mod semantic_encoder;
-pub mod unet;
-pub mod unet_config;
 pub mod demo_train;
 pub mod evaluate;
 pub mod interpolate;
 pub mod model;
 pub mod preprocess;
 pub mod probe;
+pub mod semantic_encoder;
+pub mod unet;
+pub mod unet_config;

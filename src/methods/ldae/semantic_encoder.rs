@@ -183,6 +183,17 @@ fn load_ln(vb: VarBuilder, c: usize, eps: f64) -> Result<LayerNorm> {
     candle_nn::layer_norm(c, eps, vb)
 }
 
+/// `ln.forward(x)`, except that while training (a gradient is tracked) the composite LayerNorm is used:
+/// candle_nn's fused kernel, which it picks for contiguous inputs, has no backward.
+fn layer_norm(ln: &LayerNorm, x: &Tensor) -> Result<Tensor> {
+    match ln.bias() {
+        Some(bias) if x.track_op() || ln.weight().track_op() => {
+            candle_nn::ops::layer_norm_slow(x, ln.weight(), bias, ln.eps() as f32)
+        }
+        _ => ln.forward(x),
+    }
+}
+
 /// torchvision `CNBlock`: depthwise 7×7 → LayerNorm → Linear(C, 4C) → GELU → Linear(4C, C) → ×layer_scale,
 /// residual (stochastic depth is the identity in evaluation).
 #[derive(Clone, Debug)]
@@ -276,12 +287,17 @@ impl ConvNext {
                 h = block.forward(&h)?;
             }
             if let Some((norm, conv)) = self.downsamples.get(i) {
-                h = conv.forward(&layer_norm_2d(norm, &h)?)?;
+                // The 2×2 stride-2 conv never reads an odd last row/column (torch floors too); dropping it
+                // first gives the same output and keeps candle's conv2d backward, which assumes no
+                // leftover, shape-correct.
+                let (_, _, hh, ww) = h.dims4()?;
+                let h_even = h.narrow(2, 0, hh - hh % 2)?.narrow(3, 0, ww - ww % 2)?;
+                h = conv.forward(&layer_norm_2d(norm, &h_even)?)?;
             }
         }
         // AdaptiveAvgPool2d(1), LayerNorm2d over (N, C, 1, 1) = LayerNorm over C.
         let pooled = h.mean(D::Minus1)?.mean(D::Minus1)?;
-        self.head_norm.forward(&pooled)
+        layer_norm(&self.head_norm, &pooled)
     }
 }
 
@@ -366,13 +382,18 @@ impl SemanticEncoder {
         let s = s.broadcast_add(&self.positional.narrow(1, 0, d)?.to_dtype(s.dtype())?)?;
         // Soft attention: one score per slice, softmax over the slices, weighted mean.
         let scores = self.soft_attention.forward(&s)?.reshape((b, 1, d))?;
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        // candle_nn's fused softmax has no backward: the composite one while training.
+        let weights = if scores.track_op() {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
         let g = weights.matmul(&s)?; // (B, 1, E)
         let q = self.query.forward(&g)?;
         let k = self.key.forward(&s)?;
         let v = self.value.forward(&s)?;
         let y = self.cross_attention.forward(&q, &k, &v, None, None)?;
-        self.final_norm.forward(&y)?.reshape((b, e))
+        layer_norm(&self.final_norm, &y)?.reshape((b, e))
     }
 }
 

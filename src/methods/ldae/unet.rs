@@ -228,7 +228,13 @@ impl AttentionBlock {
         let scale = 1.0 / (ch as f64).sqrt().sqrt();
         let q = (q * scale)?.transpose(1, 2)?.contiguous()?; // (BH, T, ch)
         let k = (k * scale)?.contiguous()?; // (BH, ch, T)
-        let w = candle_nn::ops::softmax_last_dim(&q.matmul(&k)?)?; // (BH, T, S)
+        let scores = q.matmul(&k)?;
+        // candle_nn's fused softmax has no backward: the composite one while training.
+        let w = if scores.track_op() {
+            candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        }; // (BH, T, S)
         let a = v.contiguous()?.matmul(&w.t()?.contiguous()?)?; // (BH, ch, T)
         let h = self.proj_out.forward(&a.reshape((b, c, t))?)?;
         (x + h)?.reshape(dims)

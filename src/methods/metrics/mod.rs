@@ -25,7 +25,10 @@
 //! [`mse`] is `mean((a - b)²)` and [`psnr`] is `10·log10(R² / mse)` (infinite when `mse = 0`),
 //! as `skimage.metrics.mean_squared_error` / `peak_signal_noise_ratio`.
 
+mod monai;
 mod ssim;
+
+pub use monai::{MonaiSsimOptions, monai_gaussian_kernel, monai_ssim, monai_ssim_volumes};
 
 use crate::core::Volume;
 use rayon::prelude::*;

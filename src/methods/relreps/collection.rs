@@ -257,6 +257,24 @@ impl LatentCollection {
             })
     }
 
+    /// Adds a label column, replacing one of the same name; it must hold one value per sample.
+    pub fn set_column(&mut self, column: LabelColumn) -> Result<()> {
+        if column.values.len() != self.rows {
+            return Err(RelrepsError::Parse {
+                source_name: self.source.clone(),
+                problem: format!(
+                    "label column '{}' has {} values for {} samples",
+                    column.name,
+                    column.values.len(),
+                    self.rows
+                ),
+            });
+        }
+        self.columns.retain(|c| c.name != column.name);
+        self.columns.push(column);
+        Ok(())
+    }
+
     /// The rows `indices`, in that order, with their ids and labels.
     pub fn select(&self, indices: &[usize]) -> Self {
         let mut values = Vec::with_capacity(indices.len() * self.cols);

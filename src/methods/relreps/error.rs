@@ -2,6 +2,9 @@
 //! (`source`: the path or label the caller gave when parsing).
 
 use crate::core::linalg::LinalgError;
+use crate::core::manifest::ManifestError;
+use crate::core::weights::WeightsError;
+use std::path::PathBuf;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -41,6 +44,28 @@ pub enum RelrepsError {
     Invalid(String),
     #[error(transparent)]
     Linalg(#[from] LinalgError),
+    /// A model folder that cannot be used (missing manifest, wrong family, bad config).
+    #[error("{problem}: {}", path.display())]
+    Model { path: PathBuf, problem: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// A tensor operation of a model failed (shapes, device); `context` says which step.
+    #[error("{context}: {source}")]
+    Compute {
+        context: String,
+        #[source]
+        source: candle_core::Error,
+    },
+}
+
+impl RelrepsError {
+    /// Wraps a candle error with the step that failed (`"encoding sprites with models/x"`).
+    pub fn compute(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Compute { context, source }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, RelrepsError>;

@@ -26,3 +26,7 @@ pub use error::RelrepsError;
 pub use pca::{Pca2, pca_2d};
 pub use similarity::{MatchScores, linear_cka, match_scores, mean_cosine};
 pub use transform::{OutputNorm, RelativeOptions, RelativeProjector};
+
+// The sprite demo and stitching, at the top level for callers that want one import.
+pub use demo::{HELDOUT_SEED, SpriteModel, SpritePair, is_model_dir, sprite_pair};
+pub use stitch::{StitchOptions, StitchReport, stitch};
