@@ -136,6 +136,12 @@ impl WorkbenchApp {
         !self.session.loads.is_empty()
     }
 
+    /// Whether a panel's own job (synthesis, probe fit, comparison) runs: `--screenshot` waits for
+    /// it so that the picture shows results.
+    fn panels_busy(&self) -> bool {
+        self.session.interpolation.busy() || self.session.attributes.busy() || self.session.stitching.busy()
+    }
+
     fn show_tab(&mut self, tab: Tab) {
         self.tree
             .make_active(|_, t| matches!(t, egui_tiles::Tile::Pane(p) if *p == tab));
@@ -524,7 +530,7 @@ impl WorkbenchApp {
         let Some(path) = self.screenshot.clone() else { return };
         ctx.request_repaint();
         let Some(rx) = &self.screenshot_rx else {
-            if self.frames >= SCREENSHOT_AFTER_FRAMES && !self.busy() {
+            if self.frames >= SCREENSHOT_AFTER_FRAMES && !self.busy() && !self.panels_busy() {
                 let (tx, rx) = std::sync::mpsc::channel();
                 ctx.request_screenshot(move |image| {
                     let _ = tx.send(image);
