@@ -121,6 +121,21 @@ fn a_computed_comparison_is_drawn_with_metrics() {
     h.get_by_label_contains("Needs models with heads");
     // The class column colours the points and is listed in the legend.
     h.get_by_label("green");
+    // The first comparison was started before the label columns were known: its key must still
+    // match the panel's settings.
+    assert!(
+        h.query_by_label("settings changed: press Compare").is_none(),
+        "a fresh comparison must not ask for another"
+    );
+}
+
+#[test]
+fn changed_settings_ask_for_a_new_comparison() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = computed(dir.path());
+    h.state_mut().state.stitching.anchors = 20;
+    h.run_steps(2);
+    h.get_by_label("settings changed: press Compare");
 }
 
 #[test]

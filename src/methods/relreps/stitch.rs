@@ -411,20 +411,20 @@ pub fn fit_bridge(b: &LatentCollection, setup: &StitchSetup, options: &StitchOpt
 /// Decodes `m × dim` latents (row-major, `m` given) into `m × out` outputs.
 pub type DecodeFn<'a> = dyn Fn(&[f32], usize) -> Result<Vec<f32>> + 'a;
 
-/// Fits the bridge (B relative → B latent) on the training rows and scores every route on the
-/// test rows. `decode_b` maps `m × dim_b` latents to `m × out` outputs; `targets` gives the true
-/// outputs of the listed rows (e.g. the input images).
+/// Scores every route through `bridge` (B relative → B latent, from [`fit_bridge`]) on the test
+/// rows. `decode_b` maps `m × dim_b` latents to `m × out` outputs; `targets` gives the true outputs
+/// of the listed rows (e.g. the input images).
 pub fn stitch_decoder(
     a: &LatentCollection,
     b: &LatentCollection,
     setup: &StitchSetup,
+    bridge: &RidgeHead,
     options: &StitchOptions,
     decode_b: &DecodeFn<'_>,
     targets: &dyn Fn(&[usize]) -> Vec<f32>,
 ) -> Result<DecoderStitch> {
     let test = &setup.split.test;
     let (k, d) = (setup.k(), b.dim());
-    let bridge = fit_bridge(b, setup, options)?;
     let truth_latent = gather(b.values(), d, test);
     let via_b = bridge.predict(&gather(&setup.rel_b, k, test), test.len())?;
     let via_a = bridge.predict(&gather(&setup.rel_a, k, test), test.len())?;
@@ -529,8 +529,21 @@ pub struct StitchReport {
     pub decoder: DecoderStitch,
 }
 
+/// What [`stitch_fitted`] fitted besides its report, for callers that go on decoding through the
+/// same heads (the Stitching panel's reconstructions of a selection).
+pub struct Fitted {
+    pub report: StitchReport,
+    pub setup: StitchSetup,
+    pub bridge: RidgeHead,
+}
+
 /// Classifier and decoder stitching of the demo pair: heads on B, applied to A.
 pub fn stitch(pair: &SpritePair, options: &StitchOptions) -> Result<StitchReport> {
+    Ok(stitch_fitted(pair, options)?.report)
+}
+
+/// [`stitch`], keeping the split, anchors and decoder bridge it fitted.
+pub fn stitch_fitted(pair: &SpritePair, options: &StitchOptions) -> Result<Fitted> {
     let (a, b) = (&pair.a, &pair.b);
     let setup = prepare(a, b, options)?;
     let classifier = stitch_classifier(a, b, &setup, options)?;
@@ -551,8 +564,9 @@ pub fn stitch(pair: &SpritePair, options: &StitchOptions) -> Result<StitchReport
     };
     let decode = |z: &[f32], n: usize| pair.model_b.decode(z, n);
     let targets = |rows: &[usize]| pair.images(rows);
-    let decoder = stitch_decoder(a, b, &setup, options, &decode, &targets)?;
-    Ok(StitchReport {
+    let bridge = fit_bridge(b, &setup, options)?;
+    let decoder = stitch_decoder(a, b, &setup, &bridge, options, &decode, &targets)?;
+    let report = StitchReport {
         model_a: pair.model_a.name().to_string(),
         model_b: pair.model_b.name().to_string(),
         samples: a.len(),
@@ -563,7 +577,8 @@ pub fn stitch(pair: &SpritePair, options: &StitchOptions) -> Result<StitchReport
         classifier,
         own_heads,
         decoder,
-    })
+    };
+    Ok(Fitted { report, setup, bridge })
 }
 
 #[cfg(test)]
@@ -679,7 +694,8 @@ mod tests {
         };
         let decode = &decode;
         let targets = |rows: &[usize]| decode(&gather(b.values(), 12, rows), rows.len()).unwrap();
-        let d = stitch_decoder(&a, &b, &setup, &opts, decode, &targets).unwrap();
+        let bridge = fit_bridge(&b, &setup, &opts).unwrap();
+        let d = stitch_decoder(&a, &b, &setup, &bridge, &opts, decode, &targets).unwrap();
         assert!(d.unstitched_mse < 1e-9, "{d:?}");
         let rel_gap = (d.relative_stitched_mse - d.relative_unstitched_mse).abs() / d.relative_unstitched_mse;
         assert!(rel_gap < 1e-4, "{d:?}");

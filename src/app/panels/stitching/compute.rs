@@ -91,8 +91,21 @@ pub struct AnalysisKey {
     pub similarity: Similarity,
     pub k: usize,
     pub seed: u64,
-    /// Label column for stratified anchors.
+    /// Label column for stratified anchors: before the spaces are loaded, the preferred column (the
+    /// colour column); [`run`] resolves it with [`stratify_column`] as the panel does afterwards, so
+    /// the first comparison's key equals the panel's.
     pub label_column: Option<String>,
+}
+
+/// The column that stratifies anchors: `preferred` when it holds classes, else the first column
+/// that does.
+pub fn stratify_column(inputs: &Inputs, preferred: Option<&str>) -> Option<String> {
+    let cols = inputs.a.columns();
+    let categorical = |c: &&crate::methods::relreps::LabelColumn| super::colors::is_categorical(c);
+    preferred
+        .and_then(|name| cols.iter().filter(categorical).find(|c| c.name == name))
+        .or_else(|| cols.iter().find(categorical))
+        .map(|c| c.name.clone())
 }
 
 impl AnalysisKey {
@@ -150,6 +163,7 @@ pub fn run(
     // The panel offers at most as many anchors as samples; a first run may ask before it knows.
     let key = AnalysisKey {
         anchors: key.anchors.min(inputs.a.len()),
+        label_column: stratify_column(&inputs, key.label_column.as_deref()),
         ..key
     };
     let analysis = analyse(&inputs, key, ctx)?;
@@ -259,19 +273,7 @@ fn stitch_options(key: &AnalysisKey, samples: usize) -> StitchOptions {
 }
 
 fn stitch_demo(pair: &SpritePair, key: &AnalysisKey) -> Result<Stitched, crate::methods::relreps::RelrepsError> {
-    let options = stitch_options(key, pair.a.len());
-    let report = stitch::stitch(pair, &options)?;
-    let setup = stitch::prepare(&pair.a, &pair.b, &options)?;
-    let (k, d) = (setup.k(), pair.b.dim());
-    let train = &setup.split.train;
-    let bridge = RidgeHead::fit(
-        &rows_of(&setup.rel_b, k, train),
-        &rows_of(pair.b.values(), d, train),
-        train.len(),
-        k,
-        d,
-        options.ridge,
-    )?;
+    let stitch::Fitted { report, setup, bridge } = stitch::stitch_fitted(pair, &stitch_options(key, pair.a.len()))?;
     Ok(Stitched { report, setup, bridge })
 }
 

@@ -235,16 +235,11 @@ fn source(settings: &StitchingSettings, session: &Session) -> Result<Source, Str
 
 /// The analysis settings; the stratifying column is the colour column when it holds classes.
 fn analysis_key(settings: &StitchingSettings, inputs: Option<&Inputs>) -> AnalysisKey {
-    let label_column = inputs.and_then(|i| {
-        let cols = i.a.columns();
-        let categorical = |c: &&crate::methods::relreps::LabelColumn| colors::is_categorical(c);
-        settings
-            .color_by
-            .as_ref()
-            .and_then(|name| cols.iter().filter(categorical).find(|c| &c.name == name))
-            .or_else(|| cols.iter().find(categorical))
-            .map(|c| c.name.clone())
-    });
+    let label_column = match inputs {
+        Some(i) => compute::stratify_column(i, settings.color_by.as_deref()),
+        // Resolved by the job once the spaces are loaded.
+        None => settings.color_by.clone(),
+    };
     AnalysisKey {
         anchors: settings.anchors.clamp(1, inputs.map_or(usize::MAX, |i| i.a.len())),
         mode: settings.anchor_mode,
