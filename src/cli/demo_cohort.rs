@@ -4,16 +4,12 @@
 use crate::core::jobs::JobContext;
 use crate::core::scalar::ScalarKind;
 use crate::io::nifti::{self, WriteOptions};
-use crate::methods::demo_data::cohort::{self, GridSpec, ScanRecord, TemplateMaps};
+use crate::methods::demo_data::cohort::{self, GridSpec, ScanRecord};
+use crate::methods::demo_data::templates;
 use anyhow::{Context, bail};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
-
-/// The MNI152 2009 maps shipped in assets/demo (see assets/demo/NOTICE.txt).
-pub(crate) const T1: &[u8] = include_bytes!("../../assets/demo/mni152_t1_1.5mm.nii.gz");
-pub(crate) const GM: &[u8] = include_bytes!("../../assets/demo/mni152_gm_1.5mm.nii.gz");
-pub(crate) const WM: &[u8] = include_bytes!("../../assets/demo/mni152_wm_1.5mm.nii.gz");
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -91,22 +87,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if months.is_empty() || months.iter().any(|&m| m > 600) {
         bail!("--months: expected visit months between 0 and 600");
     }
-    let decode = |bytes: &[u8], name: &str| {
-        nifti::decode(bytes, Path::new(name))
-            .map(|(v, _)| v)
-            .with_context(|| format!("built-in template {name}"))
-    };
-    let t1 = decode(T1, "mni152_t1_1.5mm.nii.gz")?;
-    let gm = decode(GM, "mni152_gm_1.5mm.nii.gz")?;
-    let wm = decode(WM, "mni152_wm_1.5mm.nii.gz")?;
-    let prep = cohort::prepare(
-        TemplateMaps {
-            t1: &t1,
-            gm: &gm,
-            wm: &wm,
-        },
-        grid,
-    )?;
+    let prep = templates::prepared_cohort(grid)?;
     let out = &args.output;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create the output folder {}", out.display()))?;
     let subjects = cohort::subjects(args.seed, args.subjects);

@@ -16,7 +16,8 @@ use super::print_json;
 use crate::core::diffusion::Cancelled;
 use crate::core::jobs::{JobContext, JobError};
 use crate::io::nifti;
-use crate::methods::demo_data::cohort::{self, GridSpec, TemplateMaps};
+use crate::methods::demo_data::cohort::{self, GridSpec};
+use crate::methods::demo_data::templates;
 use crate::methods::ldae::evaluate::{self, Case, EvalError, SubjectVisits, Synthesiser, Visit};
 use crate::methods::ldae::interpolate::{self as interp, Inverted};
 use crate::methods::ldae::model::{DEFAULT_STEPS, LdaeError, LdaeModel, find_model_dir};
@@ -116,26 +117,11 @@ fn from_cohort_folder(model: &LdaeModel, dir: &Path, keep: Option<&[String]>) ->
 }
 
 fn regenerate(model: &LdaeModel, held: &HeldOut, max_subjects: Option<usize>) -> anyhow::Result<Vec<SubjectVisits>> {
-    let decode = |bytes: &[u8], name: &str| {
-        nifti::decode(bytes, Path::new(name))
-            .map(|(v, _)| v)
-            .with_context(|| format!("built-in template {name}"))
-    };
-    let t1 = decode(super::demo_data::cohort::T1, "mni152_t1_1.5mm.nii.gz")?;
-    let gm = decode(super::demo_data::cohort::GM, "mni152_gm_1.5mm.nii.gz")?;
-    let wm = decode(super::demo_data::cohort::WM, "mni152_wm_1.5mm.nii.gz")?;
     let cfg = model.config();
-    let prep = cohort::prepare(
-        TemplateMaps {
-            t1: &t1,
-            gm: &gm,
-            wm: &wm,
-        },
-        GridSpec::Custom {
-            dims: cfg.shape,
-            spacing_mm: cfg.spacing_mm,
-        },
-    )?;
+    let prep = templates::prepared_cohort(GridSpec::Custom {
+        dims: cfg.shape,
+        spacing_mm: cfg.spacing_mm,
+    })?;
     let mut out = Vec::new();
     for id in held.subjects.iter().take(max_subjects.unwrap_or(usize::MAX)) {
         let index = subject_index(id).with_context(|| format!("held-out subject id {id:?} is not sub-NNN"))?;

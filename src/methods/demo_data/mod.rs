@@ -4,4 +4,5 @@
 pub mod cohort;
 pub mod shapes;
 pub mod sprites;
+pub mod templates;
 pub mod warp;

@@ -141,37 +141,17 @@ pub struct DemoSubject {
     pub scans: Vec<(String, u32, Volume)>,
 }
 
-/// The built-in MNI152 maps the cohort is made from (assets/demo, see NOTICE.txt there).
-const DEMO_GM: &[u8] = include_bytes!("../../../../assets/demo/mni152_gm_1.5mm.nii.gz");
-const DEMO_WM: &[u8] = include_bytes!("../../../../assets/demo/mni152_wm_1.5mm.nii.gz");
 /// Subject index of the demo: the first subject `train ldae-demo` holds out (sub-032, seed 0).
 const DEMO_SUBJECT: usize = 32;
 pub const DEMO_MONTHS: [u32; 3] = [0, 12, 24];
 
 /// Generates the demo subject in memory at the demo model's grid (a few seconds).
 pub fn demo_subject(ctx: &JobContext) -> Result<DemoSubject, JobError> {
-    use crate::methods::demo_data::cohort::{self, GridSpec, Subject, TemplateMaps};
+    use crate::methods::demo_data::{cohort, cohort::GridSpec, cohort::Subject, templates};
     let failed = |e: String| JobError::Failed(format!("demo subject: {e}"));
-    let decode = |bytes: &[u8], name: &str| {
-        crate::io::nifti::decode(bytes, std::path::Path::new(name))
-            .map(|(v, _)| v)
-            .map_err(|e| failed(e.to_string()))
-    };
-    ctx.set(0.05, "reading the MNI152 maps");
-    let t1 = decode(crate::app::DEMO_T1, "mni152_t1_1.5mm.nii.gz")?;
-    let gm = decode(DEMO_GM, "mni152_gm_1.5mm.nii.gz")?;
-    let wm = decode(DEMO_WM, "mni152_wm_1.5mm.nii.gz")?;
+    ctx.set(0.05, "preparing the MNI152 template");
+    let prep = templates::prepared_cohort(GridSpec::Demo).map_err(|e| failed(e.to_string()))?;
     ctx.check()?;
-    ctx.set(0.2, "preparing the template");
-    let prep = cohort::prepare(
-        TemplateMaps {
-            t1: &t1,
-            gm: &gm,
-            wm: &wm,
-        },
-        GridSpec::Demo,
-    )
-    .map_err(|e| failed(e.to_string()))?;
     let subject = Subject::new(0, DEMO_SUBJECT);
     let mut scans = Vec::new();
     for (i, &month) in DEMO_MONTHS.iter().enumerate() {
