@@ -4,8 +4,8 @@
 //!
 //! | part | keys |
 //! |---|---|
-//! | [`Encoder`] | `encoder.blocks.N.…`: N = 0 conv, then per level `num_res_blocks` ResBlocks (each followed by an AttentionBlock on attention levels) and a Downsample except after the last level, then the non-local ResBlock/AttentionBlock/ResBlock if enabled, a GroupNorm (`encoder.blocks.N.{weight,bias}`) and a conv to `latent_channels` |
-//! | [`Decoder`] | `decoder.blocks.N.…`: conv from the latent, the non-local triple if enabled, levels in reverse order (ResBlocks, attention, Upsample except after the last), GroupNorm, conv to `out_channels` |
+//! | [`BlockStack::encoder`] | `encoder.blocks.N.…`: N = 0 conv, then per level `num_res_blocks` ResBlocks (each followed by an AttentionBlock on attention levels) and a Downsample except after the last level, then the non-local ResBlock/AttentionBlock/ResBlock if enabled, a GroupNorm (`encoder.blocks.N.{weight,bias}`) and a conv to `latent_channels` |
+//! | [`BlockStack::decoder`] | `decoder.blocks.N.…`: conv from the latent, the non-local triple if enabled, levels in reverse order (ResBlocks, attention, Upsample except after the last), GroupNorm, conv to `out_channels` |
 //! | 1×1×1 convs | `quant_conv_mu.conv.*`, `quant_conv_log_sigma.conv.*`, `post_quant_conv.conv.*` |
 //!
 //! The blocks themselves (ResBlock, Downsample, Upsample, AttentionBlock) are
@@ -142,27 +142,16 @@ impl<'a> BlockList<'a> {
     }
 }
 
-/// Runs `blocks` in order, calling `on_block(done, total)` after each (for progress and
-/// cancellation: an error from it stops the pass).
-fn run_blocks(blocks: &[Block], x: &Tensor, on_block: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<Tensor> {
-    let mut h = x.clone();
-    for (i, b) in blocks.iter().enumerate() {
-        h = b.forward(&h)?;
-        on_block(i + 1, blocks.len())?;
-    }
-    Ok(h)
-}
-
-/// Upstream's `Encoder`: image → `latent_channels` feature map at 1/2^(levels−1) resolution
-/// (before `quant_conv_*`).
+/// Upstream's `Encoder` or `Decoder`: a `blocks` ModuleList run in order.
 #[derive(Clone, Debug)]
-pub struct Encoder {
+pub struct BlockStack {
     blocks: Vec<Block>,
 }
 
-impl Encoder {
-    /// `vb` is the encoder's root (`encoder`); blocks are read under `blocks.N`.
-    pub fn load(vb: VarBuilder, cfg: &AutoencoderKlConfig) -> Result<Self> {
+impl BlockStack {
+    /// Upstream's `Encoder`: image → `latent_channels` feature map at 1/2^(levels−1) resolution
+    /// (before `quant_conv_*`). `vb` is the encoder's root (`encoder`); blocks are read under `blocks.N`.
+    pub fn encoder(vb: VarBuilder, cfg: &AutoencoderKlConfig) -> Result<Self> {
         let ch = &cfg.num_channels;
         let res_blocks = cfg.res_blocks_per_level();
         let mut list = BlockList::new(vb, cfg);
@@ -192,36 +181,9 @@ impl Encoder {
         Ok(Self { blocks: list.blocks })
     }
 
-    /// Number of blocks (`len(encoder.blocks)`).
-    pub fn len(&self) -> usize {
-        self.blocks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
-    }
-
-    /// [`Module::forward`] with a callback after each block (see [`AutoencoderKL::decode_with`]).
-    pub fn forward_with(&self, x: &Tensor, on_block: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<Tensor> {
-        run_blocks(&self.blocks, x, on_block)
-    }
-}
-
-impl Module for Encoder {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        run_blocks(&self.blocks, x, &mut |_, _| Ok(()))
-    }
-}
-
-/// Upstream's `Decoder`: latent (after `post_quant_conv`) → image, **no output activation**.
-#[derive(Clone, Debug)]
-pub struct Decoder {
-    blocks: Vec<Block>,
-}
-
-impl Decoder {
+    /// Upstream's `Decoder`: latent (after `post_quant_conv`) → image, **no output activation**.
     /// `vb` is the decoder's root (`decoder`); blocks are read under `blocks.N`.
-    pub fn load(vb: VarBuilder, cfg: &AutoencoderKlConfig) -> Result<Self> {
+    pub fn decoder(vb: VarBuilder, cfg: &AutoencoderKlConfig) -> Result<Self> {
         let rev_ch: Vec<usize> = cfg.num_channels.iter().rev().copied().collect();
         let rev_attention: Vec<bool> = cfg.attention_levels.iter().rev().copied().collect();
         let rev_res: Vec<usize> = cfg.res_blocks_per_level().into_iter().rev().collect();
@@ -249,7 +211,7 @@ impl Decoder {
         Ok(Self { blocks: list.blocks })
     }
 
-    /// Number of blocks (`len(decoder.blocks)`).
+    /// Number of blocks (`len(encoder.blocks)` / `len(decoder.blocks)`).
     pub fn len(&self) -> usize {
         self.blocks.len()
     }
@@ -258,15 +220,21 @@ impl Decoder {
         self.blocks.is_empty()
     }
 
-    /// [`Module::forward`] with a callback after each block (see [`AutoencoderKL::decode_with`]).
+    /// [`Module::forward`] with `on_block(done, total)` called after each block, for progress and
+    /// cancellation: an error from it stops the pass (see [`AutoencoderKL::decode_with`]).
     pub fn forward_with(&self, x: &Tensor, on_block: &mut dyn FnMut(usize, usize) -> Result<()>) -> Result<Tensor> {
-        run_blocks(&self.blocks, x, on_block)
+        let mut h = x.clone();
+        for (i, b) in self.blocks.iter().enumerate() {
+            h = b.forward(&h)?;
+            on_block(i + 1, self.blocks.len())?;
+        }
+        Ok(h)
     }
 }
 
-impl Module for Decoder {
+impl Module for BlockStack {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        run_blocks(&self.blocks, x, &mut |_, _| Ok(()))
+        self.forward_with(x, &mut |_, _| Ok(()))
     }
 }
 
@@ -282,8 +250,8 @@ pub struct LatentPosterior {
 /// MONAI-generative's `AutoencoderKL` (3D).
 #[derive(Clone, Debug)]
 pub struct AutoencoderKL {
-    encoder: Encoder,
-    decoder: Decoder,
+    encoder: BlockStack,
+    decoder: BlockStack,
     quant_conv_mu: Conv3d,
     quant_conv_log_sigma: Conv3d,
     post_quant_conv: Conv3d,
@@ -297,8 +265,8 @@ impl AutoencoderKL {
         cfg.validate().map_err(candle_core::Error::wrap)?;
         let latent = cfg.latent_channels;
         Ok(Self {
-            encoder: Encoder::load(vb.pp("encoder"), cfg)?,
-            decoder: Decoder::load(vb.pp("decoder"), cfg)?,
+            encoder: BlockStack::encoder(vb.pp("encoder"), cfg)?,
+            decoder: BlockStack::decoder(vb.pp("decoder"), cfg)?,
             quant_conv_mu: monai_conv(vb.pp("quant_conv_mu"), latent, latent, 1, 0)?,
             quant_conv_log_sigma: monai_conv(vb.pp("quant_conv_log_sigma"), latent, latent, 1, 0)?,
             post_quant_conv: monai_conv(vb.pp("post_quant_conv"), latent, latent, 1, 0)?,
@@ -326,11 +294,11 @@ impl AutoencoderKL {
         &self.cfg
     }
 
-    pub fn encoder(&self) -> &Encoder {
+    pub fn encoder(&self) -> &BlockStack {
         &self.encoder
     }
 
-    pub fn decoder(&self) -> &Decoder {
+    pub fn decoder(&self) -> &BlockStack {
         &self.decoder
     }
 
