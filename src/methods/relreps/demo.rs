@@ -220,33 +220,21 @@ pub fn sprite_collection(model: &SpriteModel, factors: &[Factors]) -> Result<Lat
 /// The factors as label columns ([`LABEL_COLUMNS`]): the shape's name and the continuous factors
 /// printed with 4 decimals.
 pub fn factor_columns(factors: &[Factors]) -> Vec<LabelColumn> {
-    let num = |f: fn(&Factors) -> f32| factors.iter().map(|x| format!("{:.4}", f(x))).collect();
-    vec![
-        LabelColumn {
-            name: "shape".into(),
-            values: factors.iter().map(|f| f.shape.name().to_string()).collect(),
-        },
-        LabelColumn {
-            name: "scale".into(),
-            values: num(|f| f.scale),
-        },
-        LabelColumn {
-            name: "rotation".into(),
-            values: num(|f| f.rotation),
-        },
-        LabelColumn {
-            name: "x".into(),
-            values: num(|f| f.x),
-        },
-        LabelColumn {
-            name: "y".into(),
-            values: num(|f| f.y),
-        },
-        LabelColumn {
-            name: "hue".into(),
-            values: num(|f| f.hue),
-        },
-    ]
+    // The continuous factors after the shape, in LABEL_COLUMNS order.
+    let continuous: [fn(&Factors) -> f32; 5] = [|f| f.scale, |f| f.rotation, |f| f.x, |f| f.y, |f| f.hue];
+    let shape = factors.iter().map(|f| f.shape.name().to_string()).collect();
+    std::iter::once(shape)
+        .chain(
+            continuous
+                .iter()
+                .map(|get| factors.iter().map(|f| format!("{:.4}", get(f))).collect()),
+        )
+        .zip(LABEL_COLUMNS)
+        .map(|(values, name)| LabelColumn {
+            name: name.into(),
+            values,
+        })
+        .collect()
 }
 
 /// One image in the networks' layout (planar `3 × 64 × 64`, values in [0, 1]) as interleaved
