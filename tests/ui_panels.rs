@@ -29,10 +29,25 @@ fn settle(h: &mut Harness<'static, WorkbenchApp>) {
     panic!("jobs did not finish");
 }
 
+/// The app on its built-in demo volume, showing the Viewer.
 fn demo() -> Harness<'static, WorkbenchApp> {
-    let mut h = harness(Launch::default());
+    let mut h = harness(Launch {
+        tab: Some("viewer".into()),
+        ..Launch::default()
+    });
     settle(&mut h);
     h
+}
+
+#[test]
+fn opens_on_interpolation_when_an_ldae_model_is_registered() {
+    let mut h = harness(Launch::default());
+    settle(&mut h);
+    let has_ldae = h.state().session.models.iter().any(|m| m.manifest.family == "ldae");
+    assert!(has_ldae, "the shipped models/ldae-demo is registered");
+    h.get_by_label_contains("missing-scan synthesis (LDAE)");
+    // The demo volume is loaded all the same.
+    assert!(h.state().session.active_volume().is_some());
 }
 
 #[test]

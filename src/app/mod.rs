@@ -19,9 +19,8 @@ use session::Loaded;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The built-in demo: MNI152 2009 T1 at 1.5 mm (see assets/demo/NOTICE.txt), compiled into the
-/// binary so the app is useful with no files and no network.
-const DEMO_T1: &[u8] = include_bytes!("../../assets/demo/mni152_t1_1.5mm.nii.gz");
+/// The built-in demo volume: MNI152 2009 T1 at 1.5 mm (`methods::demo_data::templates`, compiled into
+/// the binary so the app is useful with no files and no network).
 const DEMO_NAME: &str = "MNI152 T1 (demo, 1.5 mm)";
 
 const STATE_KEY: &str = "latent-workbench/state";
@@ -121,9 +120,24 @@ impl WorkbenchApp {
                 app.open(f);
             }
         }
-        let tab = launch.tab.as_deref().and_then(Tab::from_name).unwrap_or(Tab::Viewer);
+        let tab = launch
+            .tab
+            .as_deref()
+            .and_then(Tab::from_name)
+            .unwrap_or_else(|| app.start_tab());
         app.show_tab(tab);
         app
+    }
+
+    /// The tab shown on start without `--tab`: Interpolation when an LDAE model (the shipped demo)
+    /// is registered, since missing-scan synthesis is what the app is for; else the Viewer.
+    fn start_tab(&self) -> Tab {
+        let ldae = panels::interpolation::shared::FAMILY;
+        if self.session.models.iter().any(|m| m.manifest.family == ldae) {
+            Tab::Interpolation
+        } else {
+            Tab::Viewer
+        }
     }
 
     /// Queues a command as a panel would (tests use this too).
@@ -149,8 +163,8 @@ impl WorkbenchApp {
 
     /// Decodes the embedded demo synchronously (about 30 ms), so the first frame shows it.
     fn load_demo(&mut self) {
-        match crate::io::nifti::decode(DEMO_T1, Path::new("mni152_t1_1.5mm.nii.gz")) {
-            Ok((volume, _)) => {
+        match crate::methods::demo_data::templates::t1() {
+            Ok(volume) => {
                 let id = self.session.add(Loaded {
                     name: DEMO_NAME.into(),
                     path: None,
