@@ -1,12 +1,25 @@
 //! A self-timed inference benchmark (no criterion) on the CPU. `scripts/bench_inference.py` runs
-//! this and the same work in PyTorch and prints a comparison table. Two tasks:
+//! this and the same work in PyTorch and prints a comparison table. Three tasks:
 //!
 //! ```text
 //! cargo bench --bench inference -- [--task conv3d] [--size 64] [--channels 64] [--reps 5] [--warmup 1]
 //!                                  [--impls direct,im2col,composite]
 //! cargo bench --bench inference -- --task aekl_decode [--reps 1] [--warmup 0]
 //!                                  [--weights FILE.safetensors] [--out FILE.safetensors]
+//! cargo bench --bench inference -- --task ldae_ddim_step [--reps 1] [--warmup 0] [--steps 20] [--index 10]
+//!                                  [--weights FILE.safetensors] [--out FILE.safetensors]
 //! ```
+//!
+//! `ldae_ddim_step`: one shifted DDIM sampling step of LDAE's full-size decoder (`ShiftUNet` with
+//! `UNetConfig::default()`, LDAE's `unet_args`, and a 768-wide semantic code) on a 1×3×32×40×32
+//! latent: the forward pass (ε̂, G) and the update with LDAE's shift and clipping, through
+//! `Ddim::step` with `DdimOptions::ldae(Shift::FromDenoiser)` — the code path of every decode step
+//! of `LdaeModel::sample_latent` (interpolation, manipulation). The schedule is LDAE's linear
+//! T = 1000 respaced to `--steps` ("ddimS"), the step goes from entry `--index` to `--index − 1`.
+//! `--weights` holds the decoder's state dict (LDAE's key names) and the inputs `io.x_t`, `io.y`,
+//! `io.t` (the model timestep, checked against the schedule) and optionally `io.steps`/`io.index`
+//! (which then override the flags); without it, deterministic pseudo-random weights and inputs.
+//! With `--out` writes `x_prev`, `pred_x0`, `eps` (ε̂) and `g` (G) of the last run.
 //!
 //! `aekl_decode`: one `AutoencoderKL::decode` of LDAE's latent size, 1×3×16×20×16 → 1×1×128×160×128,
 //! with LDAE's configuration (`AutoencoderKlConfig::ldae()`). The weights and the latent `io.z` come
@@ -27,11 +40,15 @@
 //! GFLOP/s at the median, and the maximum difference from the first implementation's output.
 
 use candle_core::{DType, Device, Tensor};
+use latent_workbench::core::diffusion::{Ddim, DdimOptions, Denoiser, End, Shift};
 use latent_workbench::core::ops::{Conv3dConfig, Conv3dImpl, conv3d_cpu_kernel, conv3d_with};
-use latent_workbench::core::weights::{LoadOptions, build_model, load_checkpoint};
+use latent_workbench::core::weights::{Checkpoint, LoadOptions, build_model, expected_by, load_checkpoint};
 use latent_workbench::methods::ldae::autoencoder::AutoencoderKL;
 use latent_workbench::methods::ldae::config::AutoencoderKlConfig;
+use latent_workbench::methods::ldae::model::LdaeConfig;
+use latent_workbench::methods::ldae::unet::ShiftUNet;
 use serde_json::{Value, json};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -45,6 +62,9 @@ struct Args {
     reps: usize,
     warmup: usize,
     impls: Vec<String>,
+    /// `ldae_ddim_step`: DDIM steps of the respaced schedule and the entry the step starts from.
+    steps: usize,
+    index: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +87,8 @@ fn parse_args() -> Result<Args, String> {
             .split(',')
             .map(|s| s.trim().to_string())
             .collect(),
+        steps: 20,
+        index: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -80,12 +102,15 @@ fn parse_args() -> Result<Args, String> {
             "--reps" => a.reps = num("--reps", Some(value()?), 0)?,
             "--warmup" => a.warmup = num("--warmup", Some(value()?), 0)?,
             "--impls" => a.impls = value()?.split(',').map(|s| s.trim().to_string()).collect(),
+            "--steps" => a.steps = num("--steps", Some(value()?), 0)?,
+            "--index" => a.index = num("--index", Some(value()?), 0)?,
             // `cargo bench` passes --bench; libtest-style filters are ignored too.
             "--bench" | "--nocapture" => {}
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: inference [--task conv3d|aekl_decode] [--size N] [--channels C] [--reps N] \
-                     [--warmup N] [--impls auto,direct,im2col,composite] [--weights F] [--out F]"
+                    "usage: inference [--task conv3d|aekl_decode|ldae_ddim_step] [--size N] [--channels C] \
+                     [--reps N] [--warmup N] [--impls auto,direct,im2col,composite] [--steps S] [--index I] \
+                     [--weights F] [--out F]"
                 );
                 std::process::exit(0);
             }
@@ -93,16 +118,17 @@ fn parse_args() -> Result<Args, String> {
             _ => {}
         }
     }
-    // Defaults depend on the task: a 7-TFLOP decode is timed once, after no warm-up.
-    let decode = a.task == "aekl_decode";
+    // Defaults depend on the task: a 7-TFLOP decode (or a multi-TFLOP UNet step) is timed once, after
+    // no warm-up.
+    let decode = matches!(a.task.as_str(), "aekl_decode" | "ldae_ddim_step");
     if a.reps == 0 {
         a.reps = if decode { 1 } else { 5 };
     }
     if a.warmup == usize::MAX {
         a.warmup = if decode { 0 } else { 1 };
     }
-    if !matches!(a.task.as_str(), "conv3d" | "aekl_decode") {
-        return Err(format!("unknown task {} (conv3d, aekl_decode)", a.task));
+    if !matches!(a.task.as_str(), "conv3d" | "aekl_decode" | "ldae_ddim_step") {
+        return Err(format!("unknown task {} (conv3d, aekl_decode, ldae_ddim_step)", a.task));
     }
     if a.size == 0 || a.channels == 0 || a.reps == 0 {
         return Err("size, channels and reps must be positive".into());
@@ -135,10 +161,12 @@ fn noise(shape: &[usize], seed: u64, scale: f32) -> candle_core::Result<Tensor> 
     Tensor::from_vec(v, shape, &Device::Cpu)
 }
 
-/// Deterministic stand-in weights of the right shapes (torch's default-init scale), when no
-/// `--weights` file is given.
-fn pseudo_random_model(cfg: &AutoencoderKlConfig) -> candle_core::Result<AutoencoderKL> {
-    let expected = latent_workbench::core::weights::expected_by(DType::F32, |vb| AutoencoderKL::load(vb, cfg))?;
+/// Deterministic stand-in weights of the right shapes (torch's default-init scale) for the model
+/// `build` makes, when no `--weights` file is given.
+fn pseudo_random_model<M>(
+    build: impl Fn(candle_nn::VarBuilder<'static>) -> candle_core::Result<M>,
+) -> candle_core::Result<M> {
+    let expected = expected_by(DType::F32, &build)?;
     let mut tensors = HashMap::new();
     for (i, e) in expected.into_iter().enumerate() {
         let fan_in: usize = e.shape.iter().skip(1).product::<usize>().max(1);
@@ -149,10 +177,21 @@ fn pseudo_random_model(cfg: &AutoencoderKlConfig) -> candle_core::Result<Autoenc
         };
         tensors.insert(e.key, t);
     }
-    AutoencoderKL::load(
-        candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
-        cfg,
-    )
+    build(candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu))
+}
+
+/// An input tensor of a `--weights` file.
+fn io_tensor(ckpt: &Checkpoint, key: &str) -> candle_core::Result<Tensor> {
+    ckpt.tensors
+        .get(key)
+        .cloned()
+        .ok_or_else(|| candle_core::Error::msg(format!("{}: no tensor {key}", ckpt.source.display())))
+}
+
+fn median_and_best(times: &[f64]) -> (f64, f64) {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    (sorted[sorted.len() / 2], sorted[0])
 }
 
 fn run_decode(args: &Args) -> candle_core::Result<Value> {
@@ -161,11 +200,7 @@ fn run_decode(args: &Args) -> candle_core::Result<Value> {
     let (ae, z, source) = match &args.weights {
         Some(path) => {
             let ckpt = load_checkpoint(path, &LoadOptions::default()).map_err(candle_core::Error::wrap)?;
-            let z = ckpt
-                .tensors
-                .get("io.z")
-                .cloned()
-                .ok_or_else(|| candle_core::Error::msg(format!("{}: no tensor io.z", path.display())))?;
+            let z = io_tensor(&ckpt, "io.z")?;
             let (ae, _) = build_model(&ckpt, DType::F32, &Device::Cpu, false, |vb| {
                 AutoencoderKL::load(vb, &cfg)
             })
@@ -173,7 +208,7 @@ fn run_decode(args: &Args) -> candle_core::Result<Value> {
             (ae, z, path.display().to_string())
         }
         None => (
-            pseudo_random_model(&cfg)?,
+            pseudo_random_model(|vb| AutoencoderKL::load(vb, &cfg))?,
             noise(&latent_shape, 7, 2.0)?,
             "pseudo-random".into(),
         ),
@@ -208,8 +243,7 @@ fn run_decode(args: &Args) -> candle_core::Result<Value> {
     if let Some(out) = &args.out {
         candle_core::safetensors::save(&HashMap::from([("decoded".to_string(), y.clone())]), out)?;
     }
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
+    let (median, best) = median_and_best(&times);
     Ok(json!({
         "task": "aekl_decode",
         "latent": z.dims(),
@@ -219,11 +253,157 @@ fn run_decode(args: &Args) -> candle_core::Result<Value> {
         "cpu_kernel": conv3d_cpu_kernel(),
         "reps": args.reps,
         "warmup": args.warmup,
-        "median_s": sorted[sorted.len() / 2],
-        "best_s": sorted[0],
+        "median_s": median,
+        "best_s": best,
         "runs_s": times,
         "per_block_s": per_block,
         "output_abs_max": y.abs()?.max_all()?.to_scalar::<f32>()?,
+    }))
+}
+
+/// The ShiftUNet as the sampler sees it, keeping the (ε̂, G) of its last call and the time it took
+/// (the rest of a step is the DDIM update).
+struct Recording<'a> {
+    net: &'a ShiftUNet,
+    last: RefCell<Option<(Tensor, Tensor, f64)>>,
+}
+
+impl Denoiser for Recording<'_> {
+    fn predict(&self, x_t: &Tensor, t: &Tensor, cond: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        self.net.predict(x_t, t, cond)
+    }
+
+    fn predict_with_shift(
+        &self,
+        x_t: &Tensor,
+        t: &Tensor,
+        cond: Option<&Tensor>,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        let t0 = Instant::now();
+        let (eps, g) = self.net.predict_with_shift(x_t, t, cond)?;
+        let g = g.ok_or_else(|| candle_core::Error::msg("ShiftUNet returned no G"))?;
+        *self.last.borrow_mut() = Some((eps.clone(), g.clone(), t0.elapsed().as_secs_f64()));
+        Ok((eps, Some(g)))
+    }
+}
+
+/// A scalar input (`io.steps`, `io.index`) of the `--weights` file, when present.
+fn io_count(ckpt: &Checkpoint, key: &str) -> candle_core::Result<Option<usize>> {
+    match ckpt.tensors.get(key) {
+        None => Ok(None),
+        Some(t) => {
+            let v = t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            match v.as_slice() {
+                [x] if *x >= 0.0 && x.fract() == 0.0 => Ok(Some(*x as usize)),
+                _ => Err(candle_core::Error::msg(format!(
+                    "{}: {key} must hold one non-negative integer, got {v:?}",
+                    ckpt.source.display()
+                ))),
+            }
+        }
+    }
+}
+
+fn run_ldae_step(args: &Args) -> candle_core::Result<Value> {
+    const LATENT_DIM: usize = 768; // LDAE's semantic code (enc_args.emb_chans)
+    let config = LdaeConfig::official();
+    let cfg = config.unet.clone();
+    let [c, x, y, z] = config.latent_shape();
+    let load_start = Instant::now();
+    let (net, x_t, y_sem, t_file, steps, index, source) = match &args.weights {
+        Some(path) => {
+            let ckpt = load_checkpoint(path, &LoadOptions::default()).map_err(candle_core::Error::wrap)?;
+            let (net, _) = build_model(&ckpt, DType::F32, &Device::Cpu, false, |vb| {
+                ShiftUNet::load(vb, &cfg, LATENT_DIM)
+            })
+            .map_err(candle_core::Error::wrap)?;
+            let t = io_tensor(&ckpt, "io.t")?
+                .flatten_all()?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?;
+            let steps = io_count(&ckpt, "io.steps")?.unwrap_or(args.steps);
+            let index = io_count(&ckpt, "io.index")?.unwrap_or(args.index);
+            let (x_t, y_sem) = (io_tensor(&ckpt, "io.x_t")?, io_tensor(&ckpt, "io.y")?);
+            (net, x_t, y_sem, Some(t), steps, index, path.display().to_string())
+        }
+        None => (
+            pseudo_random_model(|vb| ShiftUNet::load(vb, &cfg, LATENT_DIM))?,
+            noise(&[1, c, x, y, z], 7, 3.4)?, // ≈ unit variance
+            noise(&[1, LATENT_DIM], 8, 3.4)?,
+            None,
+            args.steps,
+            args.index,
+            "pseudo-random".into(),
+        ),
+    };
+    let load_s = load_start.elapsed().as_secs_f64();
+    let schedule = config.schedule(steps).map_err(candle_core::Error::wrap)?;
+    if index == 0 || index >= schedule.len() {
+        candle_core::bail!(
+            "--index must be in 1..{} for {steps} steps, got {index}",
+            schedule.len()
+        );
+    }
+    let t_model = schedule.model_timestep(index);
+    if let Some(t) = &t_file
+        && t.iter().any(|&v| v != t_model)
+    {
+        candle_core::bail!("io.t is {t:?} but entry {index} of the {steps}-step schedule is timestep {t_model}");
+    }
+    let recording = Recording {
+        net: &net,
+        last: RefCell::new(None),
+    };
+    let ddim = Ddim::new(&schedule, DdimOptions::ldae(Shift::FromDenoiser));
+    let once = || -> candle_core::Result<(f64, Tensor, Tensor)> {
+        let t0 = Instant::now();
+        let out = ddim
+            .step(&recording, &x_t, index, End::Index(index - 1), Some(&y_sem), None)
+            .map_err(candle_core::Error::wrap)?;
+        Ok((t0.elapsed().as_secs_f64(), out.x, out.pred_x0))
+    };
+    for _ in 0..args.warmup {
+        once()?;
+    }
+    let (mut times, mut unet_times) = (Vec::with_capacity(args.reps), Vec::with_capacity(args.reps));
+    let mut last = None;
+    for _ in 0..args.reps {
+        let (t, x_prev, pred_x0) = once()?;
+        times.push(t);
+        let (eps, g, unet_s) = recording.last.borrow().clone().expect("the step calls the network");
+        unet_times.push(unet_s);
+        last = Some((x_prev, pred_x0, eps, g));
+    }
+    let (x_prev, pred_x0, eps, g) = last.expect("reps > 0");
+    if let Some(out) = &args.out {
+        let tensors = HashMap::from([
+            ("x_prev".to_string(), x_prev.clone()),
+            ("pred_x0".to_string(), pred_x0),
+            ("eps".to_string(), eps),
+            ("g".to_string(), g),
+        ]);
+        candle_core::safetensors::save(&tensors, out)?;
+    }
+    let (median, best) = median_and_best(&times);
+    Ok(json!({
+        "task": "ldae_ddim_step",
+        "latent": x_t.dims(),
+        "semantic": y_sem.dims(),
+        "unet": cfg,
+        "steps": steps,
+        "index": index,
+        "model_timestep": t_model,
+        "weights": source,
+        "load_s": load_s,
+        "threads": rayon::current_num_threads(),
+        "cpu_kernel": conv3d_cpu_kernel(),
+        "reps": args.reps,
+        "warmup": args.warmup,
+        "median_s": median,
+        "best_s": best,
+        "runs_s": times,
+        "unet_forward_s": unet_times,
+        "output_abs_max": x_prev.abs()?.max_all()?.to_scalar::<f32>()?,
     }))
 }
 
@@ -268,12 +448,10 @@ fn run(args: &Args) -> candle_core::Result<Value> {
                     None
                 }
             };
-            let mut sorted = times.clone();
-            sorted.sort_by(f64::total_cmp);
-            let median = sorted[sorted.len() / 2];
+            let (median, best) = median_and_best(&times);
             Ok(json!({
                 "median_s": median,
-                "best_s": sorted[0],
+                "best_s": best,
                 "runs_s": times,
                 "gflops": flops / median / 1e9,
                 "max_abs_diff_vs_first": diff,
@@ -304,10 +482,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let result = if args.task == "aekl_decode" {
-        run_decode(&args)
-    } else {
-        run(&args)
+    let result = match args.task.as_str() {
+        "aekl_decode" => run_decode(&args),
+        "ldae_ddim_step" => run_ldae_step(&args),
+        _ => run(&args),
     };
     match result {
         Ok(v) => println!("{v}"),

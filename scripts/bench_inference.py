@@ -1,12 +1,47 @@
 #!/usr/bin/env python3
-"""Rust (candle + latent_workbench) vs PyTorch on the CPU: 3D convolution forward, or a whole
-MONAI AutoencoderKL decode at LDAE's size.
+"""Rust (candle + latent_workbench) vs PyTorch on the CPU: 3D convolution forward, a whole
+MONAI AutoencoderKL decode at LDAE's size, or one shifted DDIM step of LDAE's full-size decoder.
 
     /opt/torchpy/bin/python scripts/bench_inference.py [--size 64] [--channels 64] [--reps 5]
         [--warmup 1] [--rounds 3] [--impls direct,im2col,composite] [--threads N]
         [--rust-bin PATH] [--skip-python] [--skip-rust]
     /opt/torchpy/bin/python scripts/bench_inference.py --task aekl_decode [--reps 1] [--warmup 0]
         [--rounds 1] [--threads N] [--rust-bin PATH]
+    LDAE_REPO=/tmp/ldae_ref /opt/torchpy/bin/python scripts/bench_inference.py --task ldae_ddim_step
+        [--reps 1] [--warmup 0] [--rounds 1] [--steps 20] [--index 10] [--threads N] [--rust-bin PATH]
+
+`--task ldae_ddim_step`: one DDIM sampling step with LDAE's gradient-estimator shift, run by LDAE's own
+reference code: `ShiftUNet` (src/ldae/nets/shift_unet.py) built with the `unet_args` of
+config/ldae_repr_learn.yaml (base 256, multipliers 1/2/3, 2 blocks, attention at rates 2 and 4, one
+head; 865 M parameters) and `latent_dim` = `enc_args.emb_chans` (768), then `DDIM.shift_ddim_sample`
+(src/ldae/diffusion/ddim.py) on the linear T = 1000 schedule respaced by
+`GaussianDiffusion.get_ddim_betas_and_timestep_map("ddim20")` — our interactive step count
+(`DEFAULT_STEPS`; the paper's 100 changes only the coefficients, not the work) — from entry --index
+(10: model timestep 499) to entry index − 1. The input is a full-size latent 1×3×32×40×32 (LDAE's
+128×160×128 grid / 4) and a 1×768 semantic code, both `torch.randn` (seed 0). Weights: torch's
+default initialisation at seed 0; the convolutions that LDAE zero-initialises (`zero_module`: the
+output convolutions of ε̂ and G, the last convolution of every ResBlock, the attention output
+projections) are re-drawn with their layer's default `reset_parameters()` so that ε̂ and G are not
+identically zero and the output comparison means something (the work is the same either way). The
+model runs in `eval()` mode (LDAE leaves dropout 0.1 in train mode after construction). The state
+dict (LDAE's key names, 3.5 GB) and the inputs `io.x_t`, `io.y`, `io.t` (the model timestep),
+`io.steps`, `io.index` go to a temporary safetensors file (under $LW_BENCH_TMP, default /var/tmp)
+for `cargo bench --bench inference -- --task ldae_ddim_step`, which runs the same step through
+`Ddim::step` with `DdimOptions::ldae(Shift::FromDenoiser)` (the path of every decode step of our
+interpolation); its `x_prev`, ε̂ and G come back and their relative errors against the reference
+are printed with the timings (the whole step, and the network's forward pass alone). Defaults for
+this task: --reps 1 --warmup 0 --rounds 1 (several TFLOP per step).
+
+LDAE's code is not part of this repository: extract it outside, e.g. from a mirror of
+GabrieleLozupone/LDAE (tested with 3be7637):
+
+    git --git-dir=<mirror>/repo archive HEAD src config | tar x -C /tmp/ldae_ref
+
+and point LDAE_REPO at it (default /tmp/ldae_ref). Only the decoder modules are imported, with the
+package stand-ins of tests/fixtures/make_ldae_parity.py (empty `src`, `src.ldae`, `src.ldae.nets`,
+`src.ldae.diffusion` packages, so that `src/ldae/__init__.py` and its wandb/lightning/monai imports
+are skipped); torchvision and lightning are not needed here. Needs torch, numpy, tqdm, PyYAML and
+safetensors (tested: torch 2.15.0 CPU, numpy 2.4.6, tqdm 4.70.1, PyYAML 6.0.4, safetensors 0.8.0).
 
 `--task aekl_decode`: `AutoencoderKL.decode` (monai-generative) of a 1×3×16×20×16 latent into a
 1×1×128×160×128 volume with LDAE's configuration (num_channels 64/128/128/128, two ResBlocks per
@@ -202,14 +237,187 @@ def decode_main(args):
         print(f"| {i} {name} | {tb} | {rb} |")
 
 
+LDAE_STEP_LATENT = (1, 3, 32, 40, 32)
+
+
+def import_ldae_decoder(repo):
+    """LDAE's ShiftUNet, GaussianDiffusion and DDIM from an extracted checkout, without its heavy stack
+    (the package stand-ins of tests/fixtures/make_ldae_parity.py, decoder modules only)."""
+    import sys
+    import types
+
+    if not os.path.isdir(os.path.join(repo, "src", "ldae")):
+        raise SystemExit(f"LDAE_REPO={repo} does not contain src/ldae (see the docstring: --task ldae_ddim_step)")
+    sys.path.insert(0, repo)
+    for pkg in ["src", "src.ldae", "src.ldae.nets", "src.ldae.diffusion"]:
+        m = types.ModuleType(pkg)
+        m.__path__ = [os.path.join(repo, *pkg.split("."))]
+        sys.modules[pkg] = m
+    from src.ldae.nets.shift_unet import ShiftUNet
+    from src.ldae.diffusion.gaussian_diffusion import GaussianDiffusion
+    from src.ldae.diffusion.ddim import DDIM
+
+    return ShiftUNet, GaussianDiffusion, DDIM
+
+
+def ldae_decoder_args(repo):
+    """`unet_args` and `latent_dim` (= `enc_args.emb_chans`) of LDAE's representation-learning config."""
+    import yaml
+
+    with open(os.path.join(repo, "config", "ldae_repr_learn.yaml")) as f:
+        init = yaml.safe_load(f)["fit"]["model"]["init_args"]
+    return dict(init["unet_args"]), int(init["enc_args"]["emb_chans"]), dict(init["timesteps_args"])
+
+
+def rel_error(ours, ref):
+    return float((ours - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
+
+
+def ldae_step_main(args):
+    import torch
+    import torch.nn as nn
+    from safetensors.torch import load_file, save_file
+
+    reps = args.reps or 1
+    warmup = 0 if args.warmup is None else args.warmup
+    rounds = args.rounds or 1
+    repo = os.environ.get("LDAE_REPO", "/tmp/ldae_ref")
+    ShiftUNet, GaussianDiffusion, DDIM = import_ldae_decoder(repo)
+    unet_args, latent_dim, timesteps_args = ldae_decoder_args(repo)
+    torch.set_num_threads(args.threads)
+
+    log("building LDAE's ShiftUNet (full size) ...")
+    torch.manual_seed(0)
+    net = ShiftUNet(latent_dim=latent_dim, **unet_args)
+    redrawn = 0
+    with torch.no_grad():
+        for m in net.modules():  # zero_module'd layers get their default init back (see the docstring)
+            if isinstance(m, (nn.Conv1d, nn.Conv3d, nn.Linear)) and not m.weight.any():
+                m.reset_parameters()
+                redrawn += 1
+    net.eval()
+    n_params = sum(p.numel() for p in net.parameters())
+    x_t = torch.randn(*LDAE_STEP_LATENT)
+    y = torch.randn(1, latent_dim)
+
+    gd = GaussianDiffusion(timesteps_args, "cpu")
+    style = f"ddim{args.steps}"
+    new_betas, timestep_map = gd.get_ddim_betas_and_timestep_map(style, gd.alphas_cumprod.cpu().numpy())
+    ddim = DDIM(new_betas, timestep_map, "cpu")
+    index = args.index
+    if not 1 <= index < len(timestep_map):
+        raise SystemExit(f"--index must be in 1..{len(timestep_map) - 1} for {style}")
+    t_model = int(timestep_map[index])
+    t_index = torch.tensor([index])
+
+    unet_times, recorded = [], {}
+
+    def decoder(x, t, z):  # what shift_ddim_sample calls: LDAE's net, timed, outputs kept
+        start = time.perf_counter()
+        eps, g = net(x, t, z)
+        unet_times.append(time.perf_counter() - start)
+        recorded["eps"], recorded["g"] = eps, g
+        return eps, g
+
+    work = tempfile.mkdtemp(prefix="lw_bench_ldae_", dir=os.environ.get("LW_BENCH_TMP", "/var/tmp"))
+    weights = os.path.join(work, "ldae_shift_unet_random.safetensors")
+    rust_out = os.path.join(work, "rust_step.safetensors")
+    if not args.skip_rust:
+        log(f"writing {n_params / 1e6:.0f} M parameters to {weights} ...")
+        sd = {k: v.contiguous() for k, v in net.state_dict().items()}
+        sd.update({"io.x_t": x_t, "io.y": y, "io.t": torch.tensor([float(t_model)]),
+                   "io.steps": torch.tensor([float(args.steps)]), "io.index": torch.tensor([float(index)])})
+        save_file(sd, weights)
+        del sd
+        if not args.rust_bin:
+            log("building the bench (cargo bench --no-run) ...")
+            subprocess.run(["cargo", "bench", "--quiet", "--bench", "inference", "--no-run"], cwd=ROOT, check=False)
+
+    torch_times, torch_unet, rust_times, rust_unet, rust_meta, rust_error = [], [], [], [], {}, None
+    reference = None
+    try:
+        for r in range(rounds):
+            if not args.skip_python:
+                log(f"round {r + 1}/{rounds}: pytorch (LDAE reference) DDIM step ...")
+                with torch.no_grad():
+                    for _ in range(warmup):
+                        ddim.shift_ddim_sample(decoder, y, x_t, t_index)
+                    unet_times.clear()
+                    for _ in range(reps):
+                        start = time.perf_counter()
+                        x_prev = ddim.shift_ddim_sample(decoder, y, x_t, t_index)
+                        torch_times.append(time.perf_counter() - start)
+                    torch_unet += unet_times
+                    reference = {"x_prev": x_prev, "eps": recorded["eps"], "g": recorded["g"]}
+            if not args.skip_rust:
+                log(f"round {r + 1}/{rounds}: rust DDIM step ...")
+                cmd_args = ["--task", "ldae_ddim_step", "--weights", weights, "--out", rust_out, "--reps", str(reps),
+                            "--warmup", str(warmup)]
+                try:
+                    out = rust_round(args, cmd_args)
+                except Exception as e:  # keep going; the table shows the error
+                    rust_error = str(e)
+                    break
+                if "error" in out:
+                    rust_error = out["error"]
+                    break
+                rust_times += out["runs_s"]
+                rust_unet += out["unet_forward_s"]
+                rust_meta = {k: out.get(k) for k in ("threads", "cpu_kernel", "load_s")}
+        errors = {}
+        if reference is not None and rust_times:
+            ours = load_file(rust_out)
+            errors = {k: rel_error(ours[k], reference[k]) for k in ("x_prev", "eps", "g")}
+    finally:
+        for f in (weights, rust_out):
+            if os.path.exists(f):
+                os.remove(f)
+        os.rmdir(work)
+
+    t_med = statistics.median(torch_times) if torch_times else None
+    r_med = statistics.median(rust_times) if rust_times else None
+    ua = unet_args
+    print(f"LDAE decoder, one shifted DDIM step (ShiftUNet ε̂ and G + update, clip, shift), full size: base "
+          f"{ua['base_channel']}, multipliers {'/'.join(map(str, ua['channel_multiplier']))}, "
+          f"{ua['num_residual_blocks_of_a_block']} blocks/level, attention at rates "
+          f"{'/'.join(map(str, ua['attention_resolutions']))}, {ua['num_heads']} head; {n_params / 1e6:.0f} M "
+          f"parameters; latent {'×'.join(map(str, LDAE_STEP_LATENT))}, y_sem 1×{latent_dim}; {style} entry "
+          f"{index} → {index - 1} (model timestep {t_model}); random weights (torch default init, seed 0, {redrawn} "
+          "zero-initialised layers re-drawn)")
+    print()
+    print(f"Machine: {cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end; "
+          f"PyTorch threads {args.threads}; Rust threads {rust_meta.get('threads', '?')}, direct kernel ISA "
+          f"{rust_meta.get('cpu_kernel', '?')}; {rounds} round(s) × {reps} run(s) (+{warmup} warm-up) per side, "
+          "alternating.")
+    print()
+    print("| implementation | step median (s) | step best (s) | network forward median (s) | "
+          "PyTorch median / this |")
+    print("|---|---:|---:|---:|---:|")
+    if torch_times:
+        print(f"| PyTorch {torch.__version__}, LDAE `ShiftUNet` + `DDIM.shift_ddim_sample` | {t_med:.2f} | "
+              f"{min(torch_times):.2f} | {statistics.median(torch_unet):.2f} | 1.00 |")
+    if rust_times:
+        ratio = f"{t_med / r_med:.2f}" if t_med else "–"
+        print(f"| Rust `ShiftUNet` + `Ddim::step` (candle + core::ops) | {r_med:.2f} | {min(rust_times):.2f} | "
+              f"{statistics.median(rust_unet):.2f} | {ratio} |")
+    elif rust_error:
+        print(f"| Rust `ShiftUNet` + `Ddim::step` | – | – | – | error: {rust_error[:300]} |")
+    if errors:
+        print()
+        print("Rust vs PyTorch, relative error (max abs diff / max |torch|): "
+              + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", choices=["conv3d", "aekl_decode"], default="conv3d")
+    ap.add_argument("--task", choices=["conv3d", "aekl_decode", "ldae_ddim_step"], default="conv3d")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--channels", type=int, default=64)
-    ap.add_argument("--reps", type=int, default=None, help="timed runs per round (5; aekl_decode 1)")
-    ap.add_argument("--warmup", type=int, default=None, help="untimed runs per round (1; aekl_decode 0)")
-    ap.add_argument("--rounds", type=int, default=None, help="alternating rounds (3; aekl_decode 1)")
+    ap.add_argument("--reps", type=int, default=None, help="timed runs per round (5; aekl_decode/ldae_ddim_step 1)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed runs per round (1; aekl_decode/ldae_ddim_step 0)")
+    ap.add_argument("--rounds", type=int, default=None, help="alternating rounds (3; aekl_decode/ldae_ddim_step 1)")
+    ap.add_argument("--steps", type=int, default=20, help="ldae_ddim_step: DDIM steps of the respaced schedule")
+    ap.add_argument("--index", type=int, default=10, help="ldae_ddim_step: schedule entry the step starts from")
     ap.add_argument("--impls", default="direct,im2col,composite")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--rust-bin", default=None)
@@ -218,6 +426,8 @@ def main():
     args = ap.parse_args()
     if args.task == "aekl_decode":
         return decode_main(args)
+    if args.task == "ldae_ddim_step":
+        return ldae_step_main(args)
     args.reps = 5 if args.reps is None else args.reps
     args.warmup = 1 if args.warmup is None else args.warmup
     args.rounds = 3 if args.rounds is None else args.rounds
