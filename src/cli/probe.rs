@@ -127,8 +127,11 @@ pub(crate) fn label_rows(
     let present: Vec<usize> = (0..values.len()).filter(|&i| !values[i].is_empty()).collect();
     let numbers: Option<Vec<f64>> = present.iter().map(|&i| values[i].parse::<f64>().ok()).collect();
     let mut dropped = BTreeMap::new();
+    // `--positive` applies to the labels that have such a value: `--label diagnosis --positive AD
+    // --label age` keeps age continuous.
+    let names_a_value = |p: &str| present.iter().any(|&i| values[i] == p);
     if let Some(nums) = &numbers
-        && positive.is_none()
+        && positive.is_none_or(|p| !names_a_value(p))
         && nums.iter().any(|&v| v != 0.0 && v != 1.0)
     {
         return Ok(LabelRows {
@@ -419,6 +422,9 @@ mod tests {
             (vec![false, true, true], "AD", "CN")
         );
         let age = label_rows(&t, "age", None, None).unwrap();
+        assert!(matches!(age.labels, Labels::Continuous(ref v) if v.len() == 4));
+        // A class name given for another label leaves a numeric one continuous.
+        let age = label_rows(&t, "age", Some("AD"), Some("CN")).unwrap();
         assert!(matches!(age.labels, Labels::Continuous(ref v) if v.len() == 4));
         let mci = label_rows(&t, "diagnosis", Some("MCI"), None).unwrap();
         assert_eq!(mci.rows.len(), 4);
