@@ -29,6 +29,7 @@ fn open_gui(args: latent_workbench::cli::GuiArgs) -> anyhow::Result<()> {
         screenshot: args.screenshot,
         tab: args.tab,
         size: args.size,
+        run_demo: args.run_demo,
     })
 }
 

@@ -35,6 +35,8 @@ pub struct Launch {
     pub screenshot: Option<PathBuf>,
     pub tab: Option<String>,
     pub size: Option<String>,
+    /// Run the Interpolation demo on start (see `gui --run-demo`).
+    pub run_demo: bool,
 }
 
 /// Opens the window and runs until it is closed.

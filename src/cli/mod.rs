@@ -134,6 +134,10 @@ pub struct GuiArgs {
     /// Window size in points, e.g. 1400x900.
     #[arg(long)]
     pub size: Option<String>,
+    /// Run the built-in LDAE demo on start: the Interpolation tab generates the held-out demo subject
+    /// and synthesises its month-12 scan from months 0 and 24 (with --screenshot: a picture of results).
+    #[arg(long)]
+    pub run_demo: bool,
 }
 
 /// Runs a non-GUI command.

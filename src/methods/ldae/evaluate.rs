@@ -229,10 +229,8 @@ pub fn evaluate(
         let synthesis = synth.synthesise(&subject.id, start, end, case)?;
         let synthesis_seconds = t0.elapsed().as_secs_f64();
         for v in [start, target, end] {
-            let key = (subject.id.clone(), v.month);
-            if !ae_cache.contains_key(&key) {
-                let recon = synth.reconstruct(&subject.id, v)?;
-                ae_cache.insert(key, recon);
+            if let std::collections::btree_map::Entry::Vacant(slot) = ae_cache.entry((subject.id.clone(), v.month)) {
+                slot.insert(synth.reconstruct(&subject.id, v)?);
             }
         }
         let ae_of = |month: u32| &ae_cache[&(subject.id.clone(), month)];

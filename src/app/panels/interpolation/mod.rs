@@ -65,6 +65,8 @@ pub struct InterpolationRuntime {
     cache: Arc<Mutex<NoiseCache>>,
     job: Option<JobHandle<Synthesis>>,
     demo: Option<JobHandle<DemoSubject>>,
+    /// Synthesise as soon as the demo subject is in (`gui --run-demo`).
+    synthesise_demo: bool,
     pick: Option<(Slot, JobHandle<Option<PathBuf>>)>,
     export: Option<JobHandle<Option<PathBuf>>>,
     result: Option<Synthesis>,
@@ -88,6 +90,7 @@ impl Default for InterpolationRuntime {
             cache: Arc::default(),
             job: None,
             demo: None,
+            synthesise_demo: false,
             pick: None,
             export: None,
             result: None,
@@ -125,6 +128,12 @@ impl InterpolationRuntime {
         self.job = Some(jobs::spawn(name, waker, move |ctx| {
             compute::synthesise(req, cached, cache, ctx)
         }));
+    }
+
+    /// Generates the demo subject and synthesises its middle visit once it is in.
+    pub fn run_demo(&mut self, waker: Option<jobs::Waker>) {
+        self.demo = Some(jobs::spawn("Demo subject", waker, compute::demo_subject));
+        self.synthesise_demo = true;
     }
 
     /// Exports the synthesis to `to` (or asks with a save dialog).
@@ -343,12 +352,15 @@ fn panel(
             req.as_ref().err().cloned().unwrap_or_else(|| {
                 "Encode and invert both scans (cached per scan), interpolate the codes, decode".into()
             });
-        if ui
+        let demo_ready = rt.synthesise_demo && rt.demo.is_none() && !running;
+        if (ui
             .add_enabled(req.is_ok() && !running, egui::Button::new("Synthesise"))
             .on_hover_text(hover)
             .clicked()
+            || demo_ready)
             && let Ok(req) = req
         {
+            rt.synthesise_demo = false;
             rt.start(req, session.waker.clone());
         }
         if let Some(job) = &rt.job {
