@@ -115,6 +115,19 @@ def rust_round(args, cmd_args=None):
     return json.loads(lines[-1])
 
 
+def rust_task(args, task, weights, out_path, reps, warmup):
+    """One Rust round of a weights-file task: (its JSON, None), or (None, why it failed) so that the
+    caller stops and the table shows the error."""
+    cmd_args = ["--task", task, "--weights", weights, "--out", out_path, "--reps", str(reps), "--warmup", str(warmup)]
+    try:
+        out = rust_round(args, cmd_args)
+    except Exception as e:  # keep going; the table shows the error
+        return None, str(e)
+    if "error" in out:
+        return None, out["error"]
+    return out, None
+
+
 # LDAE's autoencoder (shared/research/ldae.md, config/aekl.yaml).
 LDAE_AEKL = dict(
     spatial_dims=3, in_channels=1, out_channels=1, num_channels=(64, 128, 128, 128), latent_channels=3,
@@ -181,15 +194,8 @@ def decode_main(args):
                     torch_times.append(time.perf_counter() - t)
         if not args.skip_rust:
             log(f"round {r + 1}/{rounds}: rust decode ...")
-            cmd_args = ["--task", "aekl_decode", "--weights", weights, "--out", rust_out, "--reps", str(reps),
-                        "--warmup", str(warmup)]
-            try:
-                out = rust_round(args, cmd_args)
-            except Exception as e:  # keep going; the table shows the error
-                rust_error = str(e)
-                break
-            if "error" in out:
-                rust_error = out["error"]
+            out, rust_error = rust_task(args, "aekl_decode", weights, rust_out, reps, warmup)
+            if rust_error:
                 break
             rust_times += out["runs_s"]
             rust_blocks = out["per_block_s"]
@@ -351,15 +357,8 @@ def ldae_step_main(args):
                     reference = {"x_prev": x_prev, "eps": recorded["eps"], "g": recorded["g"]}
             if not args.skip_rust:
                 log(f"round {r + 1}/{rounds}: rust DDIM step ...")
-                cmd_args = ["--task", "ldae_ddim_step", "--weights", weights, "--out", rust_out, "--reps", str(reps),
-                            "--warmup", str(warmup)]
-                try:
-                    out = rust_round(args, cmd_args)
-                except Exception as e:  # keep going; the table shows the error
-                    rust_error = str(e)
-                    break
-                if "error" in out:
-                    rust_error = out["error"]
+                out, rust_error = rust_task(args, "ldae_ddim_step", weights, rust_out, reps, warmup)
+                if rust_error:
                     break
                 rust_times += out["runs_s"]
                 rust_unet += out["unet_forward_s"]
