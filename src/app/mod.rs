@@ -122,11 +122,16 @@ impl WorkbenchApp {
                 app.open(f);
             }
         }
-        let tab = launch
+        let mut tab = launch
             .tab
             .as_deref()
             .and_then(Tab::from_name)
             .unwrap_or_else(|| app.start_tab());
+        if launch.run_demo {
+            let waker = app.session.waker.clone();
+            app.session.interpolation.run_demo(waker);
+            tab = Tab::Interpolation;
+        }
         app.show_tab(tab);
         app
     }
