@@ -170,7 +170,7 @@ impl WorkbenchApp {
 
     /// Decodes the embedded demo synchronously (about 30 ms), so the first frame shows it.
     fn load_demo(&mut self) {
-        match crate::methods::demo_data::templates::t1() {
+        match crate::io::demo_assets::t1() {
             Ok(volume) => {
                 let id = self.session.add(Loaded {
                     name: DEMO_NAME.into(),

@@ -3,9 +3,9 @@
 
 use crate::core::jobs::JobContext;
 use crate::core::scalar::ScalarKind;
+use crate::io::demo_assets;
 use crate::io::nifti::{self, WriteOptions};
 use crate::methods::demo_data::cohort::{self, GridSpec, ScanRecord};
-use crate::methods::demo_data::templates;
 use anyhow::{Context, bail};
 use serde_json::json;
 use std::path::PathBuf;
@@ -87,7 +87,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if months.is_empty() || months.iter().any(|&m| m > 600) {
         bail!("--months: expected visit months between 0 and 600");
     }
-    let prep = templates::prepared_cohort(grid)?;
+    let maps = demo_assets::template_volumes()?;
+    let prep = cohort::prepare_maps(&maps.t1, &maps.gm, &maps.wm, grid)?;
     let out = &args.output;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create the output folder {}", out.display()))?;
     let subjects = cohort::subjects(args.seed, args.subjects);

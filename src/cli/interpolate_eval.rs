@@ -15,9 +15,9 @@
 use super::print_json;
 use crate::core::diffusion::Cancelled;
 use crate::core::jobs::{JobContext, JobError};
+use crate::io::demo_assets;
 use crate::io::nifti;
 use crate::methods::demo_data::cohort::{self, GridSpec};
-use crate::methods::demo_data::templates;
 use crate::methods::ldae::evaluate::{self, Case, EvalError, SubjectVisits, Synthesiser, Visit};
 use crate::methods::ldae::interpolate::{self as interp, Inverted};
 use crate::methods::ldae::model::{DEFAULT_STEPS, LdaeError, LdaeModel, find_model_dir};
@@ -118,10 +118,16 @@ fn from_cohort_folder(model: &LdaeModel, dir: &Path, keep: Option<&[String]>) ->
 
 fn regenerate(model: &LdaeModel, held: &HeldOut, max_subjects: Option<usize>) -> anyhow::Result<Vec<SubjectVisits>> {
     let cfg = model.config();
-    let prep = templates::prepared_cohort(GridSpec::Custom {
-        dims: cfg.shape,
-        spacing_mm: cfg.spacing_mm,
-    })?;
+    let maps = demo_assets::template_volumes()?;
+    let prep = cohort::prepare_maps(
+        &maps.t1,
+        &maps.gm,
+        &maps.wm,
+        GridSpec::Custom {
+            dims: cfg.shape,
+            spacing_mm: cfg.spacing_mm,
+        },
+    )?;
     let mut out = Vec::new();
     for id in held.subjects.iter().take(max_subjects.unwrap_or(usize::MAX)) {
         let index = subject_index(id).with_context(|| format!("held-out subject id {id:?} is not sub-NNN"))?;

@@ -9,8 +9,8 @@
 use super::train::{Outcome, Request};
 use crate::core::jobs::{JobContext, JobError};
 use crate::core::train::encode_tensors;
+use crate::io::demo_assets;
 use crate::methods::demo_data::cohort::{self, GridSpec};
-use crate::methods::demo_data::templates;
 use crate::methods::ldae::demo_train::{self, CohortSplit, DemoSettings, Grid, Persistence, StageSteps};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -55,7 +55,8 @@ fn stage_steps(total: usize) -> StageSteps {
 pub fn ldae_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
     let started = Instant::now();
     let device = candle_core::Device::Cpu;
-    let prep = templates::prepared_cohort(GridSpec::Demo).map_err(failed)?;
+    let maps = demo_assets::template_volumes().map_err(failed)?;
+    let prep = cohort::prepare_maps(&maps.t1, &maps.gm, &maps.wm, GridSpec::Demo).map_err(failed)?;
     let split = CohortSplit {
         seed: COHORT_SEED,
         train: TRAIN_SUBJECTS,

@@ -3,6 +3,7 @@
 
 pub mod array;
 pub mod atomic;
+pub mod demo_assets;
 pub mod image;
 pub mod mesh;
 pub mod nifti;

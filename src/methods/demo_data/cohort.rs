@@ -380,6 +380,11 @@ fn push_field(map: &[f32], dims: [usize; 3], mm: f32, sigma_mm: f32, mask: &[f32
 }
 
 /// Digests the template for scans on `grid`.
+/// [`prepare`] on three decoded maps (e.g. `io::demo_assets::template_volumes`).
+pub fn prepare_maps(t1: &Volume, gm: &Volume, wm: &Volume, grid: GridSpec) -> Result<Prepared, CohortError> {
+    prepare(TemplateMaps { t1, gm, wm }, grid)
+}
+
 pub fn prepare(t: TemplateMaps<'_>, grid: GridSpec) -> Result<Prepared, CohortError> {
     let dims = t.t1.dims();
     for (name, v) in [("grey-matter", t.gm), ("white-matter", t.wm)] {

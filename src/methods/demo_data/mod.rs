@@ -4,5 +4,4 @@
 pub mod cohort;
 pub mod shapes;
 pub mod sprites;
-pub mod templates;
 pub mod warp;

@@ -147,10 +147,11 @@ pub const DEMO_MONTHS: [u32; 3] = [0, 12, 24];
 
 /// Generates the demo subject in memory at the demo model's grid (a few seconds).
 pub fn demo_subject(ctx: &JobContext) -> Result<DemoSubject, JobError> {
-    use crate::methods::demo_data::{cohort, cohort::GridSpec, cohort::Subject, templates};
+    use crate::methods::demo_data::{cohort, cohort::GridSpec, cohort::Subject};
     let failed = |e: String| JobError::Failed(format!("demo subject: {e}"));
     ctx.set(0.05, "preparing the MNI152 template");
-    let prep = templates::prepared_cohort(GridSpec::Demo).map_err(|e| failed(e.to_string()))?;
+    let maps = crate::io::demo_assets::template_volumes().map_err(|e| failed(e.to_string()))?;
+    let prep = cohort::prepare_maps(&maps.t1, &maps.gm, &maps.wm, GridSpec::Demo).map_err(|e| failed(e.to_string()))?;
     ctx.check()?;
     let subject = Subject::new(0, DEMO_SUBJECT);
     let mut scans = Vec::new();
