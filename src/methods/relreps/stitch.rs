@@ -271,8 +271,8 @@ fn argmax(row: &[f32]) -> usize {
         .0
 }
 
-/// The rows `rows` of an `n × width` matrix.
-fn gather(values: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
+/// The rows `rows` of a row-major matrix of width `width`, in that order.
+pub fn gather(values: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows.len() * width);
     for &i in rows {
         out.extend_from_slice(&values[i * width..(i + 1) * width]);

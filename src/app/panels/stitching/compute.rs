@@ -277,13 +277,6 @@ fn stitch_demo(pair: &SpritePair, key: &AnalysisKey) -> Result<Stitched, crate::
     Ok(Stitched { report, setup, bridge })
 }
 
-/// The rows `rows` of a row-major matrix of width `width`.
-fn rows_of(values: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
-    rows.iter()
-        .flat_map(|&i| values[i * width..(i + 1) * width].iter().copied())
-        .collect()
-}
-
 /// One latent space from a file, by extension (`io::array::read_latent_file`); errors name the file.
 fn read_space(path: &std::path::Path) -> Result<LatentCollection, JobError> {
     use crate::io::array::{LatentFile, read_latent_file};
@@ -322,11 +315,11 @@ pub fn reconstruct(
     ctx.set(0.1, "B's own reconstructions");
     kinds.push((
         "B -> B (unstitched)".to_string(),
-        decode_b(&rows_of(pair.b.values(), pair.b.dim(), rows))?,
+        decode_b(&stitch::gather(pair.b.values(), pair.b.dim(), rows))?,
     ));
     ctx.check()?;
     ctx.set(0.4, "relative stitching");
-    let rel_a = rows_of(&st.setup.rel_a, st.setup.k(), rows);
+    let rel_a = stitch::gather(&st.setup.rel_a, st.setup.k(), rows);
     let bridged = st.bridge.predict(&rel_a, n).map_err(failed)?;
     kinds.push(("A -> B relative".to_string(), decode_b(&bridged)?));
     ctx.check()?;
@@ -334,7 +327,7 @@ pub fn reconstruct(
         ctx.set(0.7, "absolute stitching");
         kinds.push((
             "A -> B absolute".to_string(),
-            decode_b(&rows_of(pair.a.values(), pair.a.dim(), rows))?,
+            decode_b(&stitch::gather(pair.a.values(), pair.a.dim(), rows))?,
         ));
     }
     Ok(Reconstructions { kinds })
