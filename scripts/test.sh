@@ -14,6 +14,8 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import nibabel, skima
 fi
 export LW_PYTHON="$VENV/bin/python"
 export LW_REQUIRE_PYTHON=1
+# The offscreen viewport tests (tests/render.rs) must find an adapter (lavapipe on CI).
+export LW_REQUIRE_RENDER=1
 # egui_kittest and the offscreen tests render on Mesa's lavapipe when they render at all.
 unset WAYLAND_DISPLAY
 export WGPU_BACKEND="${WGPU_BACKEND:-vulkan}"

@@ -149,3 +149,31 @@ fn mesh_of_a_sphere() {
         assert!(out.exists());
     }
 }
+
+#[test]
+fn render_draws_a_volume_iso_surface_to_a_png_of_the_requested_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("view.png");
+    let r = json(&[
+        "render",
+        s(&demo_t1()),
+        "-o",
+        s(&out),
+        "--size",
+        "200x150",
+        "--view",
+        "front",
+        "--json",
+    ]);
+    assert!(r["triangles"].as_u64().unwrap() > 10_000, "{r}");
+    let info = json(&["info", s(&out), "--json"]);
+    assert_eq!(
+        (info["width"].as_u64(), info["height"].as_u64()),
+        (Some(200), Some(150)),
+        "{info}"
+    );
+    // Bad input names the problem.
+    let bad = run(&["render", s(&demo_t1()), "-o", s(&out), "--view", "sideways"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--view"));
+}

@@ -11,6 +11,8 @@ pub enum Command {
     OpenDialog,
     Open(PathBuf),
     LoadDemo,
+    /// Add the Shapes tab's two procedural SDF volumes to the session.
+    AddDemoShapes,
     Remove(u64),
     SetActive(u64),
     SetOverlay(Option<u64>),

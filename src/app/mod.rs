@@ -95,6 +95,9 @@ impl WorkbenchApp {
         } else {
             egui::Theme::Light
         });
+        if let Some(render_state) = cc.wgpu_render_state.as_ref() {
+            panels::viewport3d::install(render_state);
+        }
         let ctx = cc.egui_ctx.clone();
         let mut session = Session::default();
         session.waker = Some(Arc::new(move || ctx.request_repaint()));
@@ -160,7 +163,10 @@ impl WorkbenchApp {
     /// Whether a panel's own job (synthesis, probe fit, comparison) runs: `--screenshot` waits for
     /// it so that the picture shows results.
     fn panels_busy(&self) -> bool {
-        self.session.interpolation.busy() || self.session.attributes.busy() || self.session.stitching.busy()
+        self.session.interpolation.busy()
+            || self.session.attributes.busy()
+            || self.session.stitching.busy()
+            || self.session.shapes.busy()
     }
 
     fn show_tab(&mut self, tab: Tab) {
@@ -268,6 +274,15 @@ impl WorkbenchApp {
                 Command::OpenDialog => self.open_dialog(),
                 Command::Open(p) => self.open(p),
                 Command::LoadDemo => self.load_demo(),
+                Command::AddDemoShapes => {
+                    for (name, volume) in panels::shapes::demo_shapes() {
+                        self.session.add(Loaded {
+                            name,
+                            path: None,
+                            asset: crate::core::Asset::Volume(volume),
+                        });
+                    }
+                }
                 Command::Remove(id) => self.session.remove(id),
                 Command::SetActive(id) => self.session.active = Some(id),
                 Command::SetOverlay(id) => self.session.overlay = id,
@@ -595,6 +610,7 @@ impl eframe::App for WorkbenchApp {
                 state: &mut self.state,
                 session: &mut self.session,
                 commands: &mut self.commands,
+                gpu_viewport: panels::viewport3d::available(Some(_frame)),
             };
             self.tree.ui(&mut behavior, ui);
         });

@@ -40,6 +40,7 @@ pub struct Session {
     pub interpolation: InterpolationRuntime,
     pub attributes: AttributesRuntime,
     pub stitching: StitchingRuntime,
+    pub shapes: super::panels::shapes::ShapesRuntime,
     /// Paths picked in a file dialog running on its own thread.
     pub dialog: Option<Receiver<Vec<PathBuf>>>,
     /// A save dialog for a view PNG.

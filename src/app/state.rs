@@ -22,6 +22,9 @@ pub struct AppState {
     pub stitching: super::panels::stitching::StitchingSettings,
     /// Choices of the LDAE panels (Interpolation and Attributes).
     pub ldae: super::panels::interpolation::LdaeSettings,
+    /// The Shapes tab: camera, view settings, clip plane, wavelet choices.
+    #[serde(default)]
+    pub shapes: super::panels::shapes::ShapesSettings,
 }
 
 impl Default for AppState {
@@ -34,6 +37,7 @@ impl Default for AppState {
             open_demo_on_start: true,
             stitching: Default::default(),
             ldae: Default::default(),
+            shapes: Default::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ mod models;
 mod probe;
 mod progress;
 mod relrep;
+mod render;
 mod ssim;
 mod train;
 mod train_ldae;
@@ -66,6 +67,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Draw meshes, point clouds or a volume's iso-surface with the 3D viewport, to a PNG (no window).
+    Render(render::RenderArgs),
     /// List the registered models (shipped demos and the user's), or register one.
     Models {
         #[command(subcommand)]
@@ -154,6 +157,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             output,
             json,
         } => mesh::run(&volume, level, inside, &output, json),
+        Command::Render(args) => render::run(&args),
         Command::Models { action: None, json } => models::list(json),
         Command::Models {
             action:

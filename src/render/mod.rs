@@ -1,3 +1,15 @@
-//! GPU rendering (wgpu only): the 3D viewport, offscreen capture and compute kernels arrive
-//! with the 3D-viewport issue. The three-plane viewer draws CPU-colormapped slices through
-//! egui textures, which is fast enough for 256³ volumes.
+//! GPU rendering (wgpu only): the 3D viewport's scene renderer, its orbit camera, and offscreen
+//! capture for the CLI and the tests. The app embeds the same renderer through an egui paint
+//! callback (`app::panels::viewport3d`). The three-plane viewer draws CPU-colormapped slices
+//! through egui textures and needs none of this.
+
+pub mod camera;
+pub mod math;
+pub mod offscreen;
+pub mod scene;
+pub mod scene_renderer;
+
+pub use camera::{OrbitCamera, ViewPreset};
+pub use offscreen::{Gpu, render_image, render_rgba};
+pub use scene::{Arrangement, ClipPlane, Coloring, Geometry, RenderSettings, Scene, SceneObject, Shading};
+pub use scene_renderer::{COLOR_FORMAT, RenderError, SceneRenderer};

@@ -6,8 +6,10 @@ pub mod inspector;
 pub mod interpolation;
 pub mod log;
 pub mod placeholder;
+pub mod shapes;
 pub mod stitching;
 pub mod viewer;
+pub mod viewport3d;
 
 use super::{AppState, Command, Session, Tab};
 
@@ -16,6 +18,8 @@ pub struct TabBehavior<'a> {
     pub state: &'a mut AppState,
     pub session: &'a mut Session,
     pub commands: &'a mut Vec<Command>,
+    /// Whether the 3D viewport's GPU resources are installed (the wgpu renderer is running).
+    pub gpu_viewport: bool,
 }
 
 impl egui_tiles::Behavior<Tab> for TabBehavior<'_> {
@@ -32,6 +36,7 @@ impl egui_tiles::Behavior<Tab> for TabBehavior<'_> {
             Tab::Interpolation => interpolation::ui(ui, self.state, self.session, self.commands),
             Tab::Attributes => attributes::ui(ui, self.state, self.session, self.commands),
             Tab::Stitching => stitching::ui(ui, self.state, self.session, self.commands),
+            Tab::Shapes => shapes::ui(ui, self.state, self.session, self.commands, self.gpu_viewport),
             other => placeholder::ui(ui, *other),
         });
         egui_tiles::UiResponse::None

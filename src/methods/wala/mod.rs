@@ -2,5 +2,6 @@
 //! U-ViT diffusion. See `shared/research/wala.md` and `PARITY.md`.
 
 mod filters;
+pub mod roundtrip;
 pub mod tree;
 pub mod wavelet;

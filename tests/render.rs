@@ -1,0 +1,288 @@
+//! The 3D viewport rendered offscreen (wgpu on a GPU, or Mesa's lavapipe on CPU-only machines):
+//! what the pixels of a shaded mesh, a colormap, a wireframe, a clip plane, point sprites and
+//! side-by-side objects look like, and every shader in `shaders/` passing wgpu's validation.
+//!
+//! Without any adapter these tests print why and pass, unless `LW_REQUIRE_RENDER=1` (set by
+//! scripts/test.sh, so CI always renders).
+
+use latent_workbench::core::colormap::Colormap;
+use latent_workbench::core::{Mesh, PointCloud};
+use latent_workbench::render::{
+    Arrangement, ClipPlane, Coloring, Geometry, Gpu, OrbitCamera, RenderSettings, Scene, SceneObject, SceneRenderer,
+    Shading, ViewPreset, render_rgba,
+};
+use std::sync::{Arc, Mutex, OnceLock};
+
+const W: u32 = 160;
+const H: u32 = 120;
+
+/// One device for the whole file (opening lavapipe costs ~0.1 s).
+fn gpu() -> Option<&'static Mutex<(Gpu, SceneRenderer)>> {
+    static GPU: OnceLock<Option<Mutex<(Gpu, SceneRenderer)>>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::headless() {
+        Ok(gpu) => {
+            let renderer = SceneRenderer::new(&gpu.device).expect("the viewport pipelines build");
+            Some(Mutex::new((gpu, renderer)))
+        }
+        Err(e) => {
+            assert!(
+                std::env::var("LW_REQUIRE_RENDER").as_deref() != Ok("1"),
+                "LW_REQUIRE_RENDER=1 but no adapter: {e}"
+            );
+            eprintln!("skipping render tests: {e}");
+            None
+        }
+    })
+    .as_ref()
+}
+
+struct Picture(Vec<u8>);
+
+impl Picture {
+    fn px(&self, x: u32, y: u32) -> [u8; 4] {
+        let i = ((y * W + x) * 4) as usize;
+        self.0[i..i + 4].try_into().unwrap()
+    }
+    /// How many pixels differ from `bg` by more than a few levels.
+    fn covered(&self, bg: [u8; 4]) -> usize {
+        self.0.chunks(4).filter(|p| differs(p, &bg)).count()
+    }
+}
+
+fn differs(p: &[u8], q: &[u8]) -> bool {
+    p.iter().zip(q).take(3).any(|(a, b)| a.abs_diff(*b) > 6)
+}
+
+fn render(scene: &Scene, settings: &RenderSettings, preset: ViewPreset) -> Option<Picture> {
+    let lock = gpu()?;
+    let mut guard = lock.lock().unwrap();
+    let (gpu, renderer) = &mut *guard;
+    let (lo, hi) = scene.bounds(settings.arrangement).unwrap();
+    let camera = OrbitCamera::framing(lo, hi, preset);
+    Some(Picture(
+        render_rgba(gpu, renderer, scene, &camera, settings, [W, H]).expect("render"),
+    ))
+}
+
+/// A UV sphere of radius `r` at `c`, with a scalar equal to x.
+fn sphere(c: [f32; 3], r: f32) -> Mesh {
+    uv_sphere(c, r, 24, 48)
+}
+
+fn uv_sphere(c: [f32; 3], r: f32, rings: u32, segs: u32) -> Mesh {
+    let mut m = Mesh::default();
+    for i in 0..=rings {
+        let theta = std::f32::consts::PI * i as f32 / rings as f32;
+        for j in 0..segs {
+            let phi = 2.0 * std::f32::consts::PI * j as f32 / segs as f32;
+            let n = [theta.sin() * phi.cos(), theta.sin() * phi.sin(), theta.cos()];
+            m.positions.push([c[0] + r * n[0], c[1] + r * n[1], c[2] + r * n[2]]);
+            m.normals.push(n);
+            m.scalars.push(n[0]);
+        }
+    }
+    for i in 0..rings {
+        for j in 0..segs {
+            let (a, b) = (i * segs + j, i * segs + (j + 1) % segs);
+            let (c2, d) = (a + segs, b + segs);
+            m.triangles.push([a, c2, b]);
+            m.triangles.push([b, c2, d]);
+        }
+    }
+    m
+}
+
+fn one(mesh: Mesh) -> Scene {
+    Scene {
+        objects: vec![SceneObject::new(0, "sphere", Geometry::Mesh(Arc::new(mesh)))],
+    }
+}
+
+fn plain() -> RenderSettings {
+    RenderSettings {
+        gizmo: false,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_sphere_is_lit_in_the_middle_and_background_at_the_corners() {
+    let settings = plain();
+    let Some(pic) = render(&one(sphere([10.0, 20.0, 30.0], 5.0)), &settings, ViewPreset::Front) else {
+        return;
+    };
+    let bg = settings.background;
+    assert!(!differs(&pic.px(0, 0), &bg) && !differs(&pic.px(W - 1, H - 1), &bg));
+    let centre = pic.px(W / 2, H / 2);
+    // The default object colour is a light grey, lit head-on: much brighter than the background.
+    assert!(centre[0] > 150 && centre[1] > 150, "{centre:?}");
+    // The disc's silhouette: framing fits the bounding sphere of the box, so the disc covers a
+    // good part of the picture but not all of it.
+    let frac = pic.covered(bg) as f64 / (W * H) as f64;
+    assert!((0.1..0.6).contains(&frac), "covered {frac}");
+    // Lighting falls off toward the rim.
+    let row: Vec<u8> = (0..W).map(|x| pic.px(x, H / 2)[0]).collect();
+    let first_lit = row.iter().position(|&v| v.abs_diff(bg[0]) > 6).unwrap() as u32;
+    assert!(pic.px(first_lit + 2, H / 2)[0] < centre[0]);
+}
+
+#[test]
+fn flat_shading_wireframe_and_gizmo_change_the_picture() {
+    // A coarse sphere, so that its facets are wide.
+    let scene = one(uv_sphere([0.0; 3], 1.0, 8, 12));
+    let Some(smooth) = render(&scene, &plain(), ViewPreset::Iso) else {
+        return;
+    };
+    let flat = render(
+        &scene,
+        &RenderSettings {
+            shading: Shading::Flat,
+            ..plain()
+        },
+        ViewPreset::Iso,
+    )
+    .unwrap();
+    let changed = |a: &Picture, b: &Picture| a.0.chunks(4).zip(b.0.chunks(4)).filter(|(p, q)| differs(p, q)).count();
+    assert!(changed(&smooth, &flat) > 200, "flat shading shows facets");
+    let wire = render(
+        &scene,
+        &RenderSettings {
+            wireframe: true,
+            ..plain()
+        },
+        ViewPreset::Iso,
+    )
+    .unwrap();
+    // The wire colour is near black: many pixels on the sphere get darker.
+    let darker = smooth
+        .0
+        .chunks(4)
+        .zip(wire.0.chunks(4))
+        .filter(|(p, q)| q[0] as i32 + 40 < p[0] as i32)
+        .count();
+    assert!(darker > 300, "{darker} pixels darkened by the wireframe");
+    let gizmo = render(&scene, &RenderSettings::default(), ViewPreset::Iso).unwrap();
+    // The gizmo sits in the bottom-left corner: a red (X) line appears there.
+    let reddish = (0..W / 3)
+        .flat_map(|x| (2 * H / 3..H).map(move |y| (x, y)))
+        .filter(|&(x, y)| {
+            let p = gizmo.px(x, y);
+            p[0] > 150 && p[1] < 120 && p[2] < 120
+        })
+        .count();
+    assert!(reddish > 3, "no red X axis in the gizmo corner");
+}
+
+#[test]
+fn scalars_go_through_the_colormap_from_low_to_high() {
+    let mut scene = one(sphere([0.0; 3], 1.0));
+    scene.objects[0].coloring = Coloring::Scalar {
+        colormap: Colormap::Viridis,
+        lo: -1.0,
+        hi: 1.0,
+    };
+    let Some(pic) = render(&scene, &plain(), ViewPreset::Front) else {
+        return;
+    };
+    // The scalar is x, which the front view shows on the left (the subject's right, as in
+    // radiological convention): viridis yellow (high) on the left, purple (low) on the right.
+    let high = pic.px(W / 2 - 18, H / 2);
+    let low = pic.px(W / 2 + 18, H / 2);
+    assert!(low[2] > low[1] && high[1] > high[2], "low {low:?} high {high:?}");
+    assert!(high[0] > low[0]);
+}
+
+#[test]
+fn the_clip_plane_cuts_away_the_far_side_of_its_normal() {
+    let scene = one(sphere([0.0; 3], 1.0));
+    let Some(whole) = render(&scene, &plain(), ViewPreset::Front) else {
+        return;
+    };
+    // Keep x ≥ 0.3: seen from the front +X is on the left, so the right part of the disc goes.
+    let clipped = render(
+        &scene,
+        &RenderSettings {
+            clip: Some(ClipPlane {
+                normal: [1.0, 0.0, 0.0],
+                point: [0.3, 0.0, 0.0],
+            }),
+            ..plain()
+        },
+        ViewPreset::Front,
+    )
+    .unwrap();
+    let bg = plain().background;
+    assert!(differs(&whole.px(W / 2 + 10, H / 2), &bg));
+    assert!(!differs(&clipped.px(W / 2 + 10, H / 2), &bg));
+    assert!(differs(&clipped.px(W / 2 - 20, H / 2), &bg));
+    assert!(clipped.covered(bg) < whole.covered(bg) / 2);
+}
+
+#[test]
+fn point_sprites_and_side_by_side_objects_are_drawn() {
+    let points: Vec<[f32; 3]> = (0..200)
+        .map(|i| {
+            let t = i as f32 / 200.0 * std::f32::consts::TAU;
+            [t.cos(), 0.0, t.sin()]
+        })
+        .collect();
+    let scene = Scene {
+        objects: vec![SceneObject::new(
+            0,
+            "ring",
+            Geometry::Points(Arc::new(PointCloud::new(points))),
+        )],
+    };
+    let Some(pic) = render(&scene, &plain(), ViewPreset::Front) else {
+        return;
+    };
+    let bg = plain().background;
+    // A ring of points: the centre stays empty, the ring is covered.
+    assert!(!differs(&pic.px(W / 2, H / 2), &bg));
+    assert!(pic.covered(bg) > 300);
+
+    let two = Scene {
+        objects: vec![
+            SceneObject::new(0, "a", Geometry::Mesh(Arc::new(sphere([0.0; 3], 1.0)))),
+            SceneObject::new(1, "b", Geometry::Mesh(Arc::new(sphere([0.0; 3], 1.0)))),
+        ],
+    };
+    let overlay = render(&two, &plain(), ViewPreset::Front).unwrap();
+    let side = render(
+        &two,
+        &RenderSettings {
+            arrangement: Arrangement::SideBySide,
+            ..plain()
+        },
+        ViewPreset::Front,
+    )
+    .unwrap();
+    // Overlaid, the centre is the (first) sphere; side by side, the gap between them.
+    assert!(differs(&overlay.px(W / 2, H / 2), &bg));
+    assert!(!differs(&side.px(W / 2, H / 2), &bg));
+    assert!(differs(&side.px(W / 4, H / 2), &bg) && differs(&side.px(3 * W / 4, H / 2), &bg));
+}
+
+#[test]
+fn every_shader_passes_wgpu_validation() {
+    let Some(lock) = gpu() else { return };
+    let guard = lock.lock().unwrap();
+    let device = &guard.0.device;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wgsl") {
+            let source = std::fs::read_to_string(&path).unwrap();
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let _module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: None,
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+            let error = pollster::block_on(scope.pop());
+            assert!(error.is_none(), "{}: {}", path.display(), error.unwrap());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "found {checked} shaders");
+}
