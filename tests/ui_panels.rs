@@ -78,6 +78,9 @@ fn every_tab_opens() {
             Tab::Attributes => {
                 h.get_by_label("Attributes: manipulation along a probe (LDAE)");
             }
+            Tab::Shapes => {
+                h.get_by_label("Wavelet tree (WaLa, stage 1)");
+            }
             _ => {
                 h.get_by_label("Not built yet.");
             }

@@ -131,9 +131,14 @@ impl WorkbenchApp {
             .and_then(Tab::from_name)
             .unwrap_or_else(|| app.start_tab());
         if launch.run_demo {
-            let waker = app.session.waker.clone();
-            app.session.interpolation.run_demo(waker);
-            tab = Tab::Interpolation;
+            if tab == Tab::Shapes {
+                app.push(Command::AddDemoShapes);
+                app.session.shapes.demo_pending = true;
+            } else {
+                let waker = app.session.waker.clone();
+                app.session.interpolation.run_demo(waker);
+                tab = Tab::Interpolation;
+            }
         }
         app.show_tab(tab);
         app

@@ -139,6 +139,7 @@ pub struct GuiArgs {
     pub size: Option<String>,
     /// Run the built-in LDAE demo on start: the Interpolation tab generates the held-out demo subject
     /// and synthesises its month-12 scan from months 0 and 24 (with --screenshot: a picture of results).
+    /// With `--tab shapes`: adds two demo shapes and runs the wavelet round trip and a blend on them.
     #[arg(long)]
     pub run_demo: bool,
 }

@@ -25,11 +25,6 @@ fn plan(tab: Tab) -> (&'static str, &'static str) {
              ensemble of classifiers, with a gallery of found failures to confirm or reject.",
             "issue #6 (SAGE)",
         ),
-        Tab::Shapes => (
-            "3D and 4D shapes: a 3D viewport, marching cubes at a live iso-level, WaLa wavelet latents, \
-             Motion2VecSets sequences and WildFusion novel views.",
-            "issues #7 and #8",
-        ),
         _ => ("", ""),
     }
 }

@@ -232,12 +232,11 @@ pub fn show(ui: &mut egui::Ui, id_salt: &str, scene: &Arc<Scene>, state: &mut Vi
     handle_input(ui, &response, scene, state);
     if !gpu {
         ui.painter().rect_filled(rect, 0.0, ui.visuals().extreme_bg_color);
-        ui.painter().text(
-            rect.center(),
-            egui::Align2::CENTER_CENTER,
-            "The 3D viewport needs the wgpu renderer (it is off in this window).",
-            egui::FontId::proportional(14.0),
-            ui.visuals().weak_text_color(),
+        ui.put(
+            rect,
+            egui::Label::new(
+                egui::RichText::new("The 3D viewport needs the wgpu renderer (it is off in this window).").weak(),
+            ),
         );
         return;
     }

@@ -83,11 +83,26 @@ pub struct ShapesRuntime {
     export: Option<JobHandle<Option<PathBuf>>>,
     scene: Arc<Scene>,
     pub message: Option<String>,
+    /// `gui --tab shapes --run-demo`: once the demo shapes are loaded, show only them and run
+    /// the wavelet round trip and blend on them.
+    pub demo_pending: bool,
 }
 
 impl ShapesRuntime {
     pub fn busy(&self) -> bool {
-        self.iso_job.is_some() || self.wavelet.busy() || self.export.is_some()
+        self.iso_job.is_some() || self.wavelet.busy() || self.export.is_some() || self.demo_pending
+    }
+
+    /// Sets the iso-level of a shown volume (what its slider does); false when `asset` is not a
+    /// shown volume.
+    pub fn set_level(&mut self, asset: u64, level: f32) -> bool {
+        match self.shown.get_mut(&asset).and_then(|s| s.iso.as_mut()) {
+            Some(iso) => {
+                iso.level = level;
+                true
+            }
+            None => false,
+        }
     }
 
     /// The scene as last drawn (tests inspect it).
@@ -224,6 +239,9 @@ fn clip_plane(clip: &ClipSettings, scene: &Scene, settings: &ShapesSettings) -> 
 
 pub fn ui(ui: &mut egui::Ui, state: &mut AppState, session: &mut Session, commands: &mut Vec<Command>, gpu: bool) {
     sync_assets(session);
+    if session.shapes.demo_pending {
+        start_demo(session, &mut state.shapes);
+    }
     poll_iso(session);
     schedule_iso(session);
     session.shapes.wavelet.poll(&mut session.log);
@@ -306,7 +324,7 @@ fn objects_section(ui: &mut egui::Ui, session: &mut Session, commands: &mut Vec<
     ui.horizontal(|ui| {
         if ui
             .button("Add demo shapes")
-            .on_hover_text("Two procedural solids (demo-data shapes) as 64³ signed distance fields")
+            .on_hover_text("Two procedural solids (demo-data shapes) as 128³ signed distance fields")
             .clicked()
         {
             commands.push(Command::AddDemoShapes);
@@ -449,13 +467,40 @@ fn poll_export(session: &mut Session) {
     }
 }
 
-/// Two procedural solids as 64³ SDF volumes (what `demo-data shapes` writes), for the panel's
-/// demo.
+/// Shows only the demo shapes and starts their wavelet round trip (A, B) once they are loaded.
+fn start_demo(session: &mut Session, settings: &mut ShapesSettings) {
+    let demo: Vec<u64> = session
+        .assets
+        .iter()
+        .filter(|a| a.name.starts_with(DEMO_PREFIX))
+        .map(|a| a.id)
+        .collect();
+    if demo.len() < 2 {
+        return;
+    }
+    for (id, shown) in session.shapes.shown.iter_mut() {
+        shown.visible = demo.contains(id);
+    }
+    session.shapes.wavelet.a = Some(demo[0]);
+    session.shapes.wavelet.b = Some(demo[1]);
+    settings.viewport.settings.arrangement = crate::render::Arrangement::SideBySide;
+    settings.viewport.camera.set_preset(crate::render::ViewPreset::Iso);
+    wavelet::start(session, &settings.wavelet);
+    session.shapes.demo_pending = false;
+}
+
+const DEMO_PREFIX: &str = "demo shape";
+
+/// Grid of the panel's demo shapes: WaLa's is 256³, this keeps the demo quick on two cores.
+pub const DEMO_GRID: usize = 128;
+
+/// Two procedural solids as SDF volumes on a [`DEMO_GRID`]³ grid (what `demo-data shapes`
+/// writes), for the panel's demo.
 pub fn demo_shapes() -> Vec<(String, Volume)> {
     use crate::methods::demo_data::shapes::random_solid;
     [3u64, 11]
         .into_iter()
-        .filter_map(|seed| random_solid(seed, 64, 0.01).ok())
-        .map(|(seed, _, v)| (format!("demo shape {seed} (SDF 64³)"), v))
+        .filter_map(|seed| random_solid(seed, DEMO_GRID, 0.01).ok())
+        .map(|(seed, _, v)| (format!("{DEMO_PREFIX} {seed} (SDF {DEMO_GRID}³)"), v))
         .collect()
 }
