@@ -286,3 +286,59 @@ fn every_shader_passes_wgpu_validation() {
     }
     assert!(checked >= 3, "found {checked} shaders");
 }
+
+#[test]
+fn a_volume_is_ray_marched_through_its_window() {
+    use latent_workbench::core::Volume;
+    let n = 32;
+    let affine = [
+        [1.0, 0.0, 0.0, -16.0],
+        [0.0, 1.0, 0.0, -16.0],
+        [0.0, 0.0, 1.0, -16.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    // A bright ball of radius 8 voxels in an empty grid.
+    let data: Vec<f32> = (0..n * n * n)
+        .map(|i| {
+            let (x, y, z) = (i % n, i / n % n, i / (n * n));
+            let d = [x, y, z].map(|c| c as f32 - 15.5);
+            if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt() < 8.0 {
+                100.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let volume = Arc::new(Volume::new([n; 3], 1, [1.0; 3], affine, data).unwrap());
+    let mut object = SceneObject::new(7, "ball", Geometry::Volume(volume.clone()));
+    object.coloring = Coloring::Scalar {
+        colormap: Colormap::Magma,
+        lo: 10.0,
+        hi: 100.0,
+    };
+    let scene = Scene { objects: vec![object] };
+    let settings = RenderSettings {
+        volume_opacity: 0.3,
+        ..plain()
+    };
+    let Some(pic) = render(&scene, &settings, ViewPreset::Front) else {
+        return;
+    };
+    let bg = settings.background;
+    let centre = pic.px(W / 2, H / 2);
+    // Magma's top end is a light yellow: the ball's centre is bright and warm.
+    assert!(centre[0] > 180 && centre[0] > centre[2], "{centre:?}");
+    assert!(!differs(&pic.px(2, 2), &bg));
+    // The disc of the ball: about π·8² of the box's 32² cross-section, framed with margins.
+    let covered = pic.covered(bg);
+    assert!(covered > 300 && covered < (W * H / 2) as usize, "{covered}");
+    // A window above every value makes the volume fully transparent.
+    let mut dark = scene.clone();
+    dark.objects[0].coloring = Coloring::Scalar {
+        colormap: Colormap::Magma,
+        lo: 200.0,
+        hi: 300.0,
+    };
+    let empty = render(&dark, &settings, ViewPreset::Front).unwrap();
+    assert_eq!(empty.covered(bg), 0);
+}

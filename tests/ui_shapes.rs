@@ -39,6 +39,7 @@ fn triangles(h: &Harness<'static, WorkbenchApp>) -> Vec<(String, usize)> {
         .map(|o| match &o.geometry {
             Geometry::Mesh(m) => (o.name.clone(), m.triangles.len()),
             Geometry::Points(p) => (o.name.clone(), p.points.len()),
+            Geometry::Volume(v) => (o.name.clone(), v.voxels_per_frame()),
         })
         .collect()
 }

@@ -42,6 +42,15 @@ pub struct RenderArgs {
     /// For volumes: the solid is below the level (signed distance fields).
     #[arg(long)]
     pub below: bool,
+    /// Ray-march volumes (volume rendering) instead of drawing their iso-surface; `--colormap`
+    /// colours them, `--window LO,HI` sets the transfer function's ramp (default: full range).
+    #[arg(long)]
+    pub volume: bool,
+    #[arg(long, allow_negative_numbers = true)]
+    pub window: Option<String>,
+    /// Opacity of one voxel at the top of the window.
+    #[arg(long, default_value_t = 0.08)]
+    pub opacity: f32,
     #[arg(long)]
     pub json: bool,
 }
@@ -61,6 +70,7 @@ fn geometry_of(path: &std::path::Path, args: &RenderArgs) -> anyhow::Result<Geom
     Ok(match crate::io::load(path)? {
         Asset::Mesh(m) => Geometry::Mesh(Arc::new(m)),
         Asset::PointCloud(p) => Geometry::Points(Arc::new(p)),
+        Asset::Volume(v) if args.volume => Geometry::Volume(Arc::new(v)),
         Asset::Volume(v) => {
             let (lo, hi) = crate::render::scene::finite_range(v.data())
                 .with_context(|| format!("{}: the volume has no finite value", path.display()))?;
@@ -112,12 +122,21 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
         if let Some(c) = colormap {
             object = object.with_scalar_coloring(c);
         }
+        if let (Some(w), Geometry::Volume(_)) = (&args.window, &object.geometry) {
+            let (lo, hi) = w
+                .split_once(',')
+                .and_then(|(a, b)| Some((a.trim().parse::<f32>().ok()?, b.trim().parse::<f32>().ok()?)))
+                .with_context(|| format!("--window must look like 20,200; got {w:?}"))?;
+            let colormap = colormap.unwrap_or(Colormap::Gray);
+            object.coloring = crate::render::Coloring::Scalar { colormap, lo, hi };
+        }
         scene.objects.push(object);
     }
     let settings = RenderSettings {
         shading: if args.flat { Shading::Flat } else { Shading::Smooth },
         wireframe: args.wireframe,
         gizmo: !args.no_gizmo,
+        volume_opacity: args.opacity,
         arrangement: if args.side_by_side {
             Arrangement::SideBySide
         } else {
@@ -136,7 +155,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
         .iter()
         .map(|o| match &o.geometry {
             Geometry::Mesh(m) => m.triangles.len(),
-            Geometry::Points(_) => 0,
+            Geometry::Points(_) | Geometry::Volume(_) => 0,
         })
         .sum();
     if args.json {

@@ -8,6 +8,7 @@ pub mod math;
 pub mod offscreen;
 pub mod scene;
 pub mod scene_renderer;
+mod volume_pass;
 
 pub use camera::{OrbitCamera, ViewPreset};
 pub use offscreen::{Gpu, render_image, render_rgba};

@@ -3,7 +3,7 @@
 
 use super::math::{self, Vec3};
 use crate::core::colormap::Colormap;
-use crate::core::{Mesh, PointCloud};
+use crate::core::{Mesh, PointCloud, Volume};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -11,6 +11,8 @@ use std::sync::Arc;
 pub enum Geometry {
     Mesh(Arc<Mesh>),
     Points(Arc<PointCloud>),
+    /// Ray-marched (its first frame), coloured and made opaque by a window on its values.
+    Volume(Arc<Volume>),
 }
 
 impl Geometry {
@@ -18,6 +20,7 @@ impl Geometry {
         match self {
             Geometry::Mesh(m) => m.bounds(),
             Geometry::Points(p) => p.bounds(),
+            Geometry::Volume(v) => super::volume_pass::volume_bounds(v),
         }
     }
 
@@ -26,6 +29,7 @@ impl Geometry {
         match self {
             Geometry::Mesh(m) => Arc::as_ptr(m) as usize,
             Geometry::Points(p) => Arc::as_ptr(p) as usize,
+            Geometry::Volume(v) => Arc::as_ptr(v) as usize,
         }
     }
 
@@ -34,6 +38,8 @@ impl Geometry {
         match self {
             Geometry::Mesh(m) => &m.scalars,
             Geometry::Points(p) => &p.scalars,
+            // A volume's values are its voxels (see `Coloring::Scalar` for its window).
+            Geometry::Volume(v) => v.frame(0),
         }
     }
 }
@@ -150,6 +156,11 @@ pub struct RenderSettings {
     pub background: [u8; 4],
     /// Diameter of a point sprite, in pixels.
     pub point_size: f32,
+    /// Opacity of one voxel at the top of a volume's window (the transfer function is a linear
+    /// ramp from the bottom of the window to there).
+    pub volume_opacity: f32,
+    /// Samples along each ray through a volume.
+    pub volume_samples: u32,
 }
 
 impl Default for RenderSettings {
@@ -163,6 +174,8 @@ impl Default for RenderSettings {
             arrangement: Arrangement::Overlay,
             background: [38, 40, 46, 255],
             point_size: 4.0,
+            volume_opacity: 0.08,
+            volume_samples: 256,
         }
     }
 }

@@ -5,14 +5,15 @@
 use super::camera::OrbitCamera;
 use super::math::{self, Mat4};
 use super::scene::{Coloring, Geometry, RenderSettings, Scene, Shading};
+use super::volume_pass::{VolumeLook, VolumeResources};
 use crate::core::colormap::Colormap;
 use std::collections::{HashMap, HashSet};
 use wgpu::util::DeviceExt;
 
 /// The viewport's own colour format: shaders write sRGB-encoded values, so a PNG is a plain copy.
 pub const COLOR_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
-const DEPTH_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Depth32Float;
-const SAMPLES: u32 = 4;
+pub(super) const DEPTH_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Depth32Float;
+pub(super) const SAMPLES: u32 = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -103,6 +104,10 @@ enum GpuGeometry {
         instances: wgpu::Buffer,
         count: u32,
     },
+    Volume {
+        params: wgpu::Buffer,
+        bind_group: wgpu::BindGroup,
+    },
 }
 
 struct Targets {
@@ -118,6 +123,7 @@ pub struct SceneRenderer {
     point_pipeline: wgpu::RenderPipeline,
     wire_pipeline: wgpu::RenderPipeline,
     gizmo_pipeline: wgpu::RenderPipeline,
+    volumes: VolumeResources,
     object_layout: wgpu::BindGroupLayout,
     globals: wgpu::Buffer,
     globals_bind_group: wgpu::BindGroup,
@@ -389,6 +395,7 @@ impl SceneRenderer {
             point_pipeline,
             wire_pipeline,
             gizmo_pipeline,
+            volumes: VolumeResources::new(device, &globals_layout),
             object_layout,
             globals,
             globals_bind_group,
@@ -515,6 +522,19 @@ impl SceneRenderer {
                     pass.set_vertex_buffer(0, instances.slice(..));
                     pass.draw(0..6, 0..*count);
                 }
+                // Translucent: after every opaque object, below.
+                GpuGeometry::Volume { .. } => {}
+            }
+        }
+        for object in scene.visible() {
+            if let Some(GpuObject {
+                kind: GpuGeometry::Volume { bind_group, .. },
+                ..
+            }) = self.objects.get(&object.id)
+            {
+                pass.set_pipeline(&self.volumes.pipeline);
+                pass.set_bind_group(1, bind_group, &[]);
+                pass.draw(0..36, 0..1);
             }
         }
         if settings.gizmo {
@@ -542,10 +562,20 @@ impl SceneRenderer {
                 .is_none_or(|g| g.version != object.version || g.source != source);
             if stale {
                 let mut gpu = upload(device, &self.object_layout, &object.geometry, object.version);
+                if let Geometry::Volume(v) = &object.geometry {
+                    let (params, bind_group) = self.volumes.upload(device, queue, v);
+                    gpu.kind = GpuGeometry::Volume { params, bind_group };
+                }
                 gpu.source = source;
                 self.objects.insert(object.id, gpu);
             }
             let gpu = &self.objects[&object.id];
+            if let (GpuGeometry::Volume { params, .. }, Geometry::Volume(v)) = (&gpu.kind, &object.geometry) {
+                let look = volume_look(object.coloring, v, settings);
+                let p = super::volume_pass::params(v, offset, &look);
+                queue.write_buffer(params, 0, bytemuck::bytes_of(&p));
+                continue;
+            }
             let uniform = object_uniform(object.coloring, offset, settings.shading, &object.geometry);
             queue.write_buffer(&gpu.uniform, 0, bytemuck::bytes_of(&uniform));
             let line = LineUniform {
@@ -617,6 +647,24 @@ fn gizmo_globals(camera: &OrbitCamera) -> Globals {
     }
 }
 
+/// A volume's window and colormap: its scalar colouring, else its full range in gray.
+fn volume_look(coloring: Coloring, volume: &crate::core::Volume, settings: &RenderSettings) -> VolumeLook {
+    let (colormap, lo, hi) = match coloring {
+        Coloring::Scalar { colormap, lo, hi } => (colormap, lo, hi),
+        _ => {
+            let (lo, hi) = super::scene::finite_range(volume.frame(0)).unwrap_or((0.0, 1.0));
+            (Colormap::Gray, lo, hi)
+        }
+    };
+    VolumeLook {
+        lo,
+        hi,
+        colormap,
+        opacity: settings.volume_opacity,
+        samples: settings.volume_samples,
+    }
+}
+
 fn colormap_table(colormap: Colormap) -> [[f32; 4]; 256] {
     std::array::from_fn(|i| srgb_bytes_to_f32(colormap.rgba(i as f32 / 255.0)))
 }
@@ -626,6 +674,7 @@ fn object_uniform(coloring: Coloring, offset: [f32; 3], shading: Shading, geomet
     let has_colors = match geometry {
         Geometry::Mesh(m) => !m.colors.is_empty(),
         Geometry::Points(p) => !p.colors.is_empty(),
+        Geometry::Volume(_) => false,
     };
     let has_scalars = !geometry.scalars().is_empty();
     let (base, scalar, flags, table) = match coloring {
@@ -697,6 +746,11 @@ fn upload(
                 count: instances.len() as u32,
             }
         }
+        // Replaced by the renderer, which holds the volume pipeline's layout and sampler.
+        Geometry::Volume(_) => GpuGeometry::Points {
+            instances: vertex_buffer(device, &[]),
+            count: 0,
+        },
     };
     let uniform = uniform_buffer(device, &[0u8; size_of::<ObjectUniform>()]);
     let bind_group = uniform_group(device, object_layout, &uniform);

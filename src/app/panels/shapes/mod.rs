@@ -1,10 +1,12 @@
 //! The Shapes tab (issue #7): loaded meshes, point clouds and volumes in the 3D viewport; volumes
-//! and signed distance fields as iso-surfaces at a live level (marching cubes in a job); a clip
+//! and signed distance fields as iso-surfaces at a live level (marching cubes in a job) or
+//! ray-marched; a clip
 //! plane; WaLa's wavelet stage (SDF → wavelet tree → SDF) with its cost and an SDF blend in tree
 //! space; mesh export with provenance.
 //!
 //! Not built yet, and said so in the panel: WaLa's VQ-VAE (the 12³ × 4 latent), its diffusion
-//! model, volume ray marching and GPU marching cubes.
+//! model, GPU marching cubes and an editable transfer function (volumes ray-march with a linear
+//! opacity ramp over their value range).
 
 mod wavelet;
 
@@ -58,6 +60,10 @@ impl Default for ClipSettings {
 
 /// A volume drawn as an iso-surface.
 struct IsoSurface {
+    /// Ray-march the volume instead of meshing it.
+    ray_march: bool,
+    /// The volume itself, shared with the renderer when ray-marched.
+    volume: Arc<Volume>,
     level: f32,
     inside: Inside,
     /// The level the current mesh was made at; `None` before the first one.
@@ -119,9 +125,12 @@ fn drawable(asset: &Asset) -> bool {
 /// The default iso-surface of a volume: the zero level of a signed distance field (negative
 /// inside), else halfway through the intensity range.
 fn default_iso(volume: &Volume) -> IsoSurface {
+    let shared = Arc::new(volume.clone());
     let range = crate::render::scene::finite_range(volume.data()).unwrap_or((0.0, 1.0));
     let sdf_like = range.0 < 0.0 && range.1 > 0.0;
     IsoSurface {
+        ray_march: false,
+        volume: shared,
         level: if sdf_like { 0.0 } else { 0.5 * (range.0 + range.1) },
         inside: if sdf_like { Inside::Below } else { Inside::Above },
         built: None,
@@ -164,7 +173,8 @@ fn schedule_iso(session: &mut Session) {
     let waker = session.waker.clone();
     let next = session.shapes.shown.iter().find_map(|(id, s)| {
         let iso = s.iso.as_ref()?;
-        (s.visible && iso.built != Some((iso.level, iso.inside))).then_some((*id, iso.level, iso.inside))
+        (s.visible && !iso.ray_march && iso.built != Some((iso.level, iso.inside)))
+            .then_some((*id, iso.level, iso.inside))
     });
     let Some((id, level, inside)) = next else { return };
     let Some(Asset::Volume(volume)) = session.get(id).map(|a| a.asset.clone()) else {
@@ -210,6 +220,7 @@ fn build_scene(session: &Session, settings: &ShapesSettings) -> Scene {
             continue;
         }
         let geometry = match (&s.iso, &s.geometry) {
+            (Some(iso), _) if iso.ray_march => Some(Geometry::Volume(iso.volume.clone())),
             (Some(iso), _) => iso.mesh.clone().map(Geometry::Mesh),
             (None, g) => g.clone(),
         };
@@ -287,8 +298,8 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut ShapesSettings, session: &mut Se
     export_section(ui, session);
     ui.separator();
     ui.weak(
-        "Not built yet (issue #7): WaLa's VQ-VAE (the 12³ × 4 latent) and diffusion model, volume ray \
-         marching, marching cubes on the GPU.",
+        "Not built yet (issue #7): WaLa's VQ-VAE (the 12³ × 4 latent) and diffusion model, marching cubes \
+         on the GPU, an editable transfer function.",
     );
 }
 
@@ -306,6 +317,10 @@ fn objects_section(ui: &mut egui::Ui, session: &mut Session, commands: &mut Vec<
         });
         if let Some(iso) = shown.iso.as_mut() {
             ui.indent(*id, |ui| {
+                ui.checkbox(&mut iso.ray_march, "volume rendering (ray marching)");
+                if iso.ray_march {
+                    return;
+                }
                 let (lo, hi) = iso.range;
                 ui.add(egui::Slider::new(&mut iso.level, lo..=hi).text("iso-level"));
                 let mut below = iso.inside == Inside::Below;
@@ -354,7 +369,7 @@ fn exportable(session: &Session) -> Vec<(u64, String, Arc<Mesh>)> {
         .iter()
         .filter_map(|o| match &o.geometry {
             Geometry::Mesh(m) => Some((o.id, o.name.clone(), m.clone())),
-            Geometry::Points(_) => None,
+            Geometry::Points(_) | Geometry::Volume(_) => None,
         })
         .collect()
 }
