@@ -61,6 +61,7 @@ impl ViewPreset {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OrbitCamera {
     pub target: Vec3,
     pub distance: f32,

@@ -144,6 +144,7 @@ impl ClipPlane {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RenderSettings {
     pub shading: Shading,
     pub wireframe: bool,

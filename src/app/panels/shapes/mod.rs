@@ -5,17 +5,18 @@
 //! space; mesh export with provenance.
 //!
 //! Not built yet, and said so in the panel: WaLa's VQ-VAE (the 12³ × 4 latent), its diffusion
-//! model, GPU marching cubes and an editable transfer function (volumes ray-march with a linear
-//! opacity ramp over their value range).
+//! model, GPU marching cubes and a transfer-function curve editor (volumes ray-march with a
+//! linear opacity ramp over a window, a colormap and an opacity per voxel).
 
 mod wavelet;
 
 use super::viewport3d::{self, ViewportState};
 use crate::app::{AppState, Command, Session};
+use crate::core::colormap::Colormap;
 use crate::core::jobs::{self, JobError, JobHandle};
 use crate::core::{Asset, Mesh, Volume};
 use crate::methods::isosurface::{Inside, IsoOptions, marching_cubes};
-use crate::render::{ClipPlane, Geometry, Scene, SceneObject};
+use crate::render::{ClipPlane, Coloring, Geometry, Scene, SceneObject};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -70,6 +71,9 @@ struct IsoSurface {
     built: Option<(f32, Inside)>,
     mesh: Option<Arc<Mesh>>,
     range: (f32, f32),
+    /// Ray marching: the values the opacity ramp spans, and their colours.
+    window: (f32, f32),
+    colormap: Colormap,
 }
 
 /// One asset in the viewport.
@@ -122,14 +126,17 @@ fn drawable(asset: &Asset) -> bool {
     matches!(asset, Asset::Mesh(_) | Asset::PointCloud(_) | Asset::Volume(_))
 }
 
-/// The default iso-surface of a volume: the zero level of a signed distance field (negative
-/// inside), else halfway through the intensity range.
+/// How a volume is first shown: a signed distance field (negative inside) as its zero surface;
+/// an intensity volume (an MRI) ray-marched, its lowest 15 % (background) transparent, with an
+/// iso-level halfway through its range ready for the surface view.
 fn default_iso(volume: &Volume) -> IsoSurface {
     let shared = Arc::new(volume.clone());
     let range = crate::render::scene::finite_range(volume.data()).unwrap_or((0.0, 1.0));
     let sdf_like = range.0 < 0.0 && range.1 > 0.0;
     IsoSurface {
-        ray_march: false,
+        ray_march: !sdf_like,
+        window: (range.0 + 0.15 * (range.1 - range.0), range.1),
+        colormap: Colormap::Magma,
         volume: shared,
         level: if sdf_like { 0.0 } else { 0.5 * (range.0 + range.1) },
         inside: if sdf_like { Inside::Below } else { Inside::Above },
@@ -220,7 +227,17 @@ fn build_scene(session: &Session, settings: &ShapesSettings) -> Scene {
             continue;
         }
         let geometry = match (&s.iso, &s.geometry) {
-            (Some(iso), _) if iso.ray_march => Some(Geometry::Volume(iso.volume.clone())),
+            (Some(iso), _) if iso.ray_march => {
+                let name = session.get(*id).map_or_else(String::new, |a| a.name.clone());
+                let mut object = SceneObject::new(*id, name, Geometry::Volume(iso.volume.clone()));
+                object.coloring = Coloring::Scalar {
+                    colormap: iso.colormap,
+                    lo: iso.window.0,
+                    hi: iso.window.1,
+                };
+                scene.objects.push(object);
+                continue;
+            }
             (Some(iso), _) => iso.mesh.clone().map(Geometry::Mesh),
             (None, g) => g.clone(),
         };
@@ -289,7 +306,7 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut ShapesSettings, session: &mut Se
     if let Some(m) = &session.shapes.message {
         ui.colored_label(ui.visuals().warn_fg_color, m);
     }
-    objects_section(ui, session, commands);
+    objects_section(ui, session, commands, &mut settings.viewport.settings.volume_opacity);
     ui.separator();
     clip_section(ui, &mut settings.clip);
     ui.separator();
@@ -299,11 +316,11 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut ShapesSettings, session: &mut Se
     ui.separator();
     ui.weak(
         "Not built yet (issue #7): WaLa's VQ-VAE (the 12³ × 4 latent) and diffusion model, marching cubes \
-         on the GPU, an editable transfer function.",
+         on the GPU, a transfer-function curve editor.",
     );
 }
 
-fn objects_section(ui: &mut egui::Ui, session: &mut Session, commands: &mut Vec<Command>) {
+fn objects_section(ui: &mut egui::Ui, session: &mut Session, commands: &mut Vec<Command>, opacity: &mut f32) {
     ui.strong("Objects");
     let names: BTreeMap<u64, String> = session.assets.iter().map(|a| (a.id, a.name.clone())).collect();
     let building = session.shapes.iso_job.as_ref().map(|j| j.0);
@@ -319,6 +336,21 @@ fn objects_section(ui: &mut egui::Ui, session: &mut Session, commands: &mut Vec<
             ui.indent(*id, |ui| {
                 ui.checkbox(&mut iso.ray_march, "volume rendering (ray marching)");
                 if iso.ray_march {
+                    let (lo, hi) = iso.range;
+                    ui.add(egui::Slider::new(&mut iso.window.0, lo..=hi).text("transparent below"));
+                    ui.add(egui::Slider::new(&mut iso.window.1, lo..=hi).text("opaque at"));
+                    egui::ComboBox::new(("colormap", *id), "colormap")
+                        .selected_text(iso.colormap.name())
+                        .show_ui(ui, |ui| {
+                            for c in Colormap::ALL {
+                                ui.selectable_value(&mut iso.colormap, c, c.name());
+                            }
+                        });
+                    ui.add(
+                        egui::Slider::new(opacity, 0.005..=0.5)
+                            .logarithmic(true)
+                            .text("opacity per voxel"),
+                    );
                     return;
                 }
                 let (lo, hi) = iso.range;
