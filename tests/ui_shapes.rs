@@ -9,11 +9,9 @@ use latent_workbench::app::{Command, Launch, WorkbenchApp};
 use latent_workbench::render::Geometry;
 use std::time::Duration;
 
-fn harness(launch: Launch) -> Harness<'static, WorkbenchApp> {
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .build_eframe(move |cc| WorkbenchApp::new(cc, launch))
-}
+#[path = "common/app.rs"]
+mod app;
+use app::harness;
 
 fn settle(h: &mut Harness<'static, WorkbenchApp>) {
     for _ in 0..3000 {

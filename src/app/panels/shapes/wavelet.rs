@@ -257,24 +257,21 @@ pub fn section(ui: &mut egui::Ui, settings: &mut WaveletSettings, session: &mut 
 
 fn report_grid(ui: &mut egui::Ui, e: &Encoded) {
     let r = &e.report;
+    let rows = [
+        ("shape", e.name.clone()),
+        ("grid, tree", format!("{:?}, {:?}", r.grid, r.tree_shape)),
+        ("compression", format!("{:.2}×", r.compression)),
+        ("max |Δ| / RMS", format!("{:.4} / {:.5}", r.max_abs_error, r.rms_error)),
+        ("IoU of solids", format!("{:.4}", r.iou)),
+    ];
     egui::Grid::new(("wavelet-report", e.asset))
         .num_columns(2)
         .show(ui, |ui| {
-            ui.label("shape");
-            ui.label(&e.name);
-            ui.end_row();
-            ui.label("grid, tree");
-            ui.label(format!("{:?}, {:?}", r.grid, r.tree_shape));
-            ui.end_row();
-            ui.label("compression");
-            ui.label(format!("{:.2}×", r.compression));
-            ui.end_row();
-            ui.label("max |Δ| / RMS");
-            ui.label(format!("{:.4} / {:.5}", r.max_abs_error, r.rms_error));
-            ui.end_row();
-            ui.label("IoU of solids");
-            ui.label(format!("{:.4}", r.iou));
-            ui.end_row();
+            for (name, value) in rows {
+                ui.label(name);
+                ui.label(value);
+                ui.end_row();
+            }
         });
 }
 
