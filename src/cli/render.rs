@@ -72,7 +72,7 @@ fn geometry_of(path: &std::path::Path, args: &RenderArgs) -> anyhow::Result<Geom
         Asset::PointCloud(p) => Geometry::Points(Arc::new(p)),
         Asset::Volume(v) if args.volume => Geometry::Volume(Arc::new(v)),
         Asset::Volume(v) => {
-            let (lo, hi) = crate::render::scene::finite_range(v.data())
+            let (lo, hi) = crate::core::stats::finite_range(v.data())
                 .with_context(|| format!("{}: the volume has no finite value", path.display()))?;
             let level = args.level.unwrap_or(0.5 * (lo + hi));
             let opts = IsoOptions {

@@ -63,12 +63,23 @@ impl Acc {
 /// Chunk size for parallel reductions: big enough that per-chunk f64 sums stay exact-ish.
 const CHUNK: usize = 1 << 16;
 
+fn accumulate(values: &[f32]) -> Acc {
+    values
+        .par_chunks(CHUNK)
+        .map(|c| c.iter().fold(Acc::EMPTY, |a, &v| a.push(v)))
+        .reduce(|| Acc::EMPTY, Acc::merge)
+}
+
+/// `(min, max)` of the finite values (one pass; [`Summary::of`] also gives the moments), `None`
+/// when there are none.
+pub fn finite_range(values: &[f32]) -> Option<(f32, f32)> {
+    let acc = accumulate(values);
+    (acc.n > 0).then_some((acc.min as f32, acc.max as f32))
+}
+
 impl Summary {
     pub fn of(values: &[f32]) -> Self {
-        let acc = values
-            .par_chunks(CHUNK)
-            .map(|c| c.iter().fold(Acc::EMPTY, |a, &v| a.push(v)))
-            .reduce(|| Acc::EMPTY, Acc::merge);
+        let acc = accumulate(values);
         if acc.n == 0 {
             return Summary {
                 count: 0,
@@ -174,6 +185,12 @@ pub fn percentiles(values: &[f32], ps: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finite_range_skips_non_finite_values() {
+        assert_eq!(finite_range(&[f32::NAN, 2.0, -1.0]), Some((-1.0, 2.0)));
+        assert_eq!(finite_range(&[f32::NAN]), None);
+    }
 
     #[test]
     fn summary_ignores_nan() {

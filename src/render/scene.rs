@@ -3,6 +3,7 @@
 
 use super::math::{self, Vec3};
 use crate::core::colormap::Colormap;
+use crate::core::stats::finite_range;
 use crate::core::{Mesh, PointCloud, Volume};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -96,17 +97,6 @@ pub const PALETTE: [[u8; 4]; 5] = [
     [140, 200, 120, 255],
     [210, 120, 170, 255],
 ];
-
-/// The (min, max) of the finite values, `None` when there are none.
-pub fn finite_range(values: &[f32]) -> Option<(f32, f32)> {
-    let (lo, hi) = values
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    (lo <= hi).then_some((lo, hi))
-}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Shading {
@@ -272,7 +262,5 @@ mod tests {
         }
         .equation();
         assert_eq!(e, [0.0, 0.0, 1.0, -5.0]);
-        assert_eq!(finite_range(&[f32::NAN, 2.0, -1.0]), Some((-1.0, 2.0)));
-        assert_eq!(finite_range(&[f32::NAN]), None);
     }
 }

@@ -652,7 +652,7 @@ fn volume_look(coloring: Coloring, volume: &crate::core::Volume, settings: &Rend
     let (colormap, lo, hi) = match coloring {
         Coloring::Scalar { colormap, lo, hi } => (colormap, lo, hi),
         _ => {
-            let (lo, hi) = super::scene::finite_range(volume.frame(0)).unwrap_or((0.0, 1.0));
+            let (lo, hi) = crate::core::stats::finite_range(volume.frame(0)).unwrap_or((0.0, 1.0));
             (Colormap::Gray, lo, hi)
         }
     };

@@ -131,7 +131,7 @@ fn drawable(asset: &Asset) -> bool {
 /// iso-level halfway through its range ready for the surface view.
 fn default_iso(volume: &Volume) -> IsoSurface {
     let shared = Arc::new(volume.clone());
-    let range = crate::render::scene::finite_range(volume.data()).unwrap_or((0.0, 1.0));
+    let range = crate::core::stats::finite_range(volume.data()).unwrap_or((0.0, 1.0));
     let sdf_like = range.0 < 0.0 && range.1 > 0.0;
     IsoSurface {
         ray_march: !sdf_like,
