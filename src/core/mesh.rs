@@ -68,6 +68,11 @@ impl Mesh {
 
     /// Area-weighted vertex normals from the triangles' winding.
     pub fn compute_normals(&mut self) {
+        self.normals = self.vertex_normals();
+    }
+
+    /// The normals [`Mesh::compute_normals`] stores, without storing them.
+    pub fn vertex_normals(&self) -> Vec<[f32; 3]> {
         let mut acc = vec![[0.0f64; 3]; self.positions.len()];
         for t in &self.triangles {
             let [a, b, c] = t.map(|i| self.positions[i as usize].map(f64::from));
@@ -78,8 +83,7 @@ impl Mesh {
                 }
             }
         }
-        self.normals = acc
-            .into_iter()
+        acc.into_iter()
             .map(|n| {
                 let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
                 if len > 0.0 {
@@ -88,7 +92,7 @@ impl Mesh {
                     [0.0, 0.0, 0.0]
                 }
             })
-            .collect();
+            .collect()
     }
 
     /// Total surface area.

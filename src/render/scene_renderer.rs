@@ -98,7 +98,6 @@ enum GpuGeometry {
         vertices: wgpu::Buffer,
         indices: wgpu::Buffer,
         index_count: u32,
-        triangles: Vec<[u32; 3]>,
     },
     Points {
         instances: wgpu::Buffer,
@@ -107,6 +106,8 @@ enum GpuGeometry {
     Volume {
         params: wgpu::Buffer,
         bind_group: wgpu::BindGroup,
+        /// The finite value range of the uploaded frame: the window when no colouring is given.
+        range: (f32, f32),
     },
 }
 
@@ -451,14 +452,15 @@ impl SceneRenderer {
         if settings.gizmo {
             queue.write_buffer(&self.gizmo_globals, 0, bytemuck::bytes_of(&gizmo_globals(camera)));
         }
-        let wants_edges: Vec<u64> = if settings.wireframe {
-            scene.visible().map(|o| o.id).collect()
-        } else {
-            Vec::new()
-        };
-        for id in wants_edges {
-            if let Some(obj) = self.objects.get_mut(&id) {
-                build_edges(device, obj);
+        if settings.wireframe {
+            for object in scene.visible() {
+                if let (Geometry::Mesh(mesh), Some(gpu)) = (&object.geometry, self.objects.get_mut(&object.id))
+                    && gpu.edges.is_none()
+                {
+                    let edges = unique_edges(&mesh.triangles);
+                    let flat: &[u32] = bytemuck::cast_slice(&edges);
+                    gpu.edges = Some((index_buffer(device, bytemuck::cast_slice(flat)), flat.len() as u32));
+                }
             }
         }
         let targets = self.targets.as_ref().expect("targets were made above");
@@ -561,17 +563,12 @@ impl SceneRenderer {
                 .get(&object.id)
                 .is_none_or(|g| g.version != object.version || g.source != source);
             if stale {
-                let mut gpu = upload(device, &self.object_layout, &object.geometry, object.version);
-                if let Geometry::Volume(v) = &object.geometry {
-                    let (params, bind_group) = self.volumes.upload(device, queue, v);
-                    gpu.kind = GpuGeometry::Volume { params, bind_group };
-                }
-                gpu.source = source;
+                let gpu = self.upload(device, queue, &object.geometry, object.version, source);
                 self.objects.insert(object.id, gpu);
             }
             let gpu = &self.objects[&object.id];
-            if let (GpuGeometry::Volume { params, .. }, Geometry::Volume(v)) = (&gpu.kind, &object.geometry) {
-                let look = volume_look(object.coloring, v, settings);
+            if let (GpuGeometry::Volume { params, range, .. }, Geometry::Volume(v)) = (&gpu.kind, &object.geometry) {
+                let look = volume_look(object.coloring, *range, settings);
                 let p = super::volume_pass::params(v, offset, &look);
                 queue.write_buffer(params, 0, bytemuck::bytes_of(&p));
                 continue;
@@ -647,14 +644,11 @@ fn gizmo_globals(camera: &OrbitCamera) -> Globals {
     }
 }
 
-/// A volume's window and colormap: its scalar colouring, else its full range in gray.
-fn volume_look(coloring: Coloring, volume: &crate::core::Volume, settings: &RenderSettings) -> VolumeLook {
+/// A volume's window and colormap: its scalar colouring, else its full `range` in gray.
+fn volume_look(coloring: Coloring, range: (f32, f32), settings: &RenderSettings) -> VolumeLook {
     let (colormap, lo, hi) = match coloring {
         Coloring::Scalar { colormap, lo, hi } => (colormap, lo, hi),
-        _ => {
-            let (lo, hi) = crate::core::stats::finite_range(volume.frame(0)).unwrap_or((0.0, 1.0));
-            (Colormap::Gray, lo, hi)
-        }
+        _ => (Colormap::Gray, range.0, range.1),
     };
     VolumeLook {
         lo,
@@ -700,71 +694,77 @@ fn object_uniform(coloring: Coloring, offset: [f32; 3], shading: Shading, geomet
     }
 }
 
-fn upload(
-    device: &wgpu::Device,
-    object_layout: &wgpu::BindGroupLayout,
-    geometry: &Geometry,
-    version: u64,
-) -> GpuObject {
-    let kind = match geometry {
-        Geometry::Mesh(mesh) => {
-            let computed;
-            let normals = if mesh.normals.len() == mesh.positions.len() {
-                &mesh.normals
-            } else {
-                let mut m = (**mesh).clone();
-                m.compute_normals();
-                computed = m.normals;
-                &computed
-            };
-            let vertices: Vec<MeshVertex> = (0..mesh.positions.len())
-                .map(|i| MeshVertex {
-                    position: mesh.positions[i],
-                    normal: normals.get(i).copied().unwrap_or([0.0; 3]),
-                    scalar: mesh.scalars.get(i).copied().unwrap_or(0.0),
-                    color: mesh.colors.get(i).copied().unwrap_or([255; 4]),
-                })
-                .collect();
-            let indices: &[u32] = bytemuck::cast_slice(&mesh.triangles);
-            GpuGeometry::Mesh {
-                vertices: vertex_buffer(device, bytemuck::cast_slice(&vertices)),
-                indices: index_buffer(device, bytemuck::cast_slice(indices)),
-                index_count: indices.len() as u32,
-                triangles: mesh.triangles.clone(),
+impl SceneRenderer {
+    /// GPU buffers for one object's geometry; `source` is the geometry's address.
+    fn upload(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        geometry: &Geometry,
+        version: u64,
+        source: usize,
+    ) -> GpuObject {
+        let kind = match geometry {
+            Geometry::Mesh(mesh) => {
+                let computed;
+                let normals = if mesh.normals.len() == mesh.positions.len() {
+                    &mesh.normals
+                } else {
+                    computed = mesh.vertex_normals();
+                    &computed
+                };
+                let vertices: Vec<MeshVertex> = (0..mesh.positions.len())
+                    .map(|i| MeshVertex {
+                        position: mesh.positions[i],
+                        normal: normals.get(i).copied().unwrap_or([0.0; 3]),
+                        scalar: mesh.scalars.get(i).copied().unwrap_or(0.0),
+                        color: mesh.colors.get(i).copied().unwrap_or([255; 4]),
+                    })
+                    .collect();
+                let indices: &[u32] = bytemuck::cast_slice(&mesh.triangles);
+                GpuGeometry::Mesh {
+                    vertices: vertex_buffer(device, bytemuck::cast_slice(&vertices)),
+                    indices: index_buffer(device, bytemuck::cast_slice(indices)),
+                    index_count: indices.len() as u32,
+                }
             }
-        }
-        Geometry::Points(cloud) => {
-            let instances: Vec<PointInstance> = (0..cloud.points.len())
-                .map(|i| PointInstance {
-                    position: cloud.points[i],
-                    scalar: cloud.scalars.get(i).copied().unwrap_or(0.0),
-                    color: cloud.colors.get(i).copied().unwrap_or([255; 4]),
-                })
-                .collect();
-            GpuGeometry::Points {
-                instances: vertex_buffer(device, bytemuck::cast_slice(&instances)),
-                count: instances.len() as u32,
+            Geometry::Points(cloud) => {
+                let instances: Vec<PointInstance> = (0..cloud.points.len())
+                    .map(|i| PointInstance {
+                        position: cloud.points[i],
+                        scalar: cloud.scalars.get(i).copied().unwrap_or(0.0),
+                        color: cloud.colors.get(i).copied().unwrap_or([255; 4]),
+                    })
+                    .collect();
+                GpuGeometry::Points {
+                    instances: vertex_buffer(device, bytemuck::cast_slice(&instances)),
+                    count: instances.len() as u32,
+                }
             }
+            Geometry::Volume(volume) => {
+                let (params, bind_group) = self.volumes.upload(device, queue, volume);
+                let range = crate::core::stats::finite_range(volume.frame(0)).unwrap_or((0.0, 1.0));
+                GpuGeometry::Volume {
+                    params,
+                    bind_group,
+                    range,
+                }
+            }
+        };
+        let uniform = uniform_buffer(device, &[0u8; size_of::<ObjectUniform>()]);
+        let bind_group = uniform_group(device, &self.object_layout, &uniform);
+        let line_uniform = uniform_buffer(device, &[0u8; size_of::<LineUniform>()]);
+        let line_bind_group = uniform_group(device, &self.object_layout, &line_uniform);
+        GpuObject {
+            version,
+            source,
+            kind,
+            uniform,
+            bind_group,
+            line_uniform,
+            line_bind_group,
+            edges: None,
         }
-        // Replaced by the renderer, which holds the volume pipeline's layout and sampler.
-        Geometry::Volume(_) => GpuGeometry::Points {
-            instances: vertex_buffer(device, &[]),
-            count: 0,
-        },
-    };
-    let uniform = uniform_buffer(device, &[0u8; size_of::<ObjectUniform>()]);
-    let bind_group = uniform_group(device, object_layout, &uniform);
-    let line_uniform = uniform_buffer(device, &[0u8; size_of::<LineUniform>()]);
-    let line_bind_group = uniform_group(device, object_layout, &line_uniform);
-    GpuObject {
-        version,
-        source: 0,
-        kind,
-        uniform,
-        bind_group,
-        line_uniform,
-        line_bind_group,
-        edges: None,
     }
 }
 
@@ -783,17 +783,6 @@ fn index_buffer(device: &wgpu::Device, bytes: &[u8]) -> wgpu::Buffer {
         contents: if bytes.is_empty() { &[0u8; 12] } else { bytes },
         usage: wgpu::BufferUsages::INDEX,
     })
-}
-
-fn build_edges(device: &wgpu::Device, obj: &mut GpuObject) {
-    if obj.edges.is_some() {
-        return;
-    }
-    if let GpuGeometry::Mesh { triangles, .. } = &obj.kind {
-        let edges = unique_edges(triangles);
-        let flat: &[u32] = bytemuck::cast_slice(&edges);
-        obj.edges = Some((index_buffer(device, bytemuck::cast_slice(flat)), flat.len() as u32));
-    }
 }
 
 /// Each undirected edge of the triangles once (a shared edge would otherwise be drawn twice).
