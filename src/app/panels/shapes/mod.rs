@@ -115,6 +115,20 @@ impl ShapesRuntime {
         }
     }
 
+    /// A shown volume, shared (no copy of its voxels).
+    fn volume(&self, asset: u64) -> Option<Arc<Volume>> {
+        self.shown.get(&asset)?.iso.as_ref().map(|iso| iso.volume.clone())
+    }
+
+    /// Shown volumes that can be signed distance fields: a cubic grid with values of both signs.
+    fn sdf_volumes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.shown.iter().filter_map(|(id, s)| {
+            let iso = s.iso.as_ref()?;
+            let [x, y, z] = iso.volume.dims();
+            (x == y && y == z && iso.range.0 < 0.0 && iso.range.1 > 0.0).then_some(*id)
+        })
+    }
+
     /// The scene as last drawn (tests inspect it).
     pub fn scene(&self) -> &Scene {
         &self.scene
@@ -160,7 +174,6 @@ fn sync_assets(session: &mut Session) {
             Asset::PointCloud(p) => (None, Some(Geometry::Points(Arc::new(p.clone())))),
             _ => continue,
         };
-        // Only the newest volume is shown at first: several brains overlaid help nobody.
         rt.shown.insert(
             a.id,
             Shown {
@@ -181,10 +194,9 @@ fn schedule_iso(session: &mut Session) {
     let next = session.shapes.shown.iter().find_map(|(id, s)| {
         let iso = s.iso.as_ref()?;
         (s.visible && !iso.ray_march && iso.built != Some((iso.level, iso.inside)))
-            .then_some((*id, iso.level, iso.inside))
+            .then(|| (*id, iso.level, iso.inside, iso.volume.clone()))
     });
-    let Some((id, level, inside)) = next else { return };
-    let Some(Asset::Volume(volume)) = session.get(id).map(|a| a.asset.clone()) else {
+    let Some((id, level, inside, volume)) = next else {
         return;
     };
     let job = jobs::spawn("Iso-surface", waker, move |ctx| {

@@ -5,7 +5,7 @@
 use crate::app::Session;
 use crate::app::notify::Log;
 use crate::core::jobs::{self, JobError, JobHandle};
-use crate::core::{Asset, Mesh, Volume};
+use crate::core::{Mesh, Volume};
 use crate::methods::isosurface::{Inside, IsoOptions, marching_cubes};
 use crate::methods::wala::roundtrip::{self, RoundTripReport};
 use crate::methods::wala::tree::{WALA_TRUNCATION, WaveletTree, sdf_from_volume, volume_from_sdf};
@@ -172,19 +172,12 @@ fn encode(asset: u64, name: String, volume: &Volume, truncation: Option<f32>) ->
     })
 }
 
-/// Cubic single-frame volumes with both signs: the signed distance fields the transform takes.
+/// Cubic volumes with both signs: the signed distance fields the transform takes.
 fn sdf_candidates(session: &Session) -> Vec<(u64, String)> {
     session
-        .assets
-        .iter()
-        .filter_map(|a| match &a.asset {
-            Asset::Volume(v) => {
-                let d = v.dims();
-                let signed = v.data().iter().any(|x| *x < 0.0) && v.data().iter().any(|x| *x > 0.0);
-                (d[0] == d[1] && d[1] == d[2] && signed).then(|| (a.id, a.name.clone()))
-            }
-            _ => None,
-        })
+        .shapes
+        .sdf_volumes()
+        .filter_map(|id| session.get(id).map(|a| (id, a.name.clone())))
         .collect()
 }
 
@@ -278,10 +271,8 @@ fn report_grid(ui: &mut egui::Ui, e: &Encoded) {
 pub fn start(session: &mut Session, settings: &WaveletSettings) {
     let rt = &session.shapes.wavelet;
     let get = |id: Option<u64>| {
-        id.and_then(|id| session.get(id)).and_then(|a| match &a.asset {
-            Asset::Volume(v) => Some((a.id, a.name.clone(), v.clone())),
-            _ => None,
-        })
+        let id = id?;
+        Some((id, session.get(id)?.name.clone(), session.shapes.volume(id)?))
     };
     let Some(a) = get(rt.a) else { return };
     let b = get(rt.b).filter(|b| b.2.dims() == a.2.dims());
