@@ -615,7 +615,7 @@ impl eframe::App for WorkbenchApp {
                 state: &mut self.state,
                 session: &mut self.session,
                 commands: &mut self.commands,
-                gpu_viewport: panels::viewport3d::available(Some(_frame)),
+                gpu_viewport: panels::viewport3d::status(Some(_frame)),
             };
             self.tree.ui(&mut behavior, ui);
         });

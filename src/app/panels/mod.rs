@@ -18,8 +18,8 @@ pub struct TabBehavior<'a> {
     pub state: &'a mut AppState,
     pub session: &'a mut Session,
     pub commands: &'a mut Vec<Command>,
-    /// Whether the 3D viewport's GPU resources are installed (the wgpu renderer is running).
-    pub gpu_viewport: bool,
+    /// Whether the 3D viewport can draw: its GPU resources installed, its last frame rendered.
+    pub gpu_viewport: viewport3d::GpuStatus,
 }
 
 impl egui_tiles::Behavior<Tab> for TabBehavior<'_> {
@@ -36,7 +36,7 @@ impl egui_tiles::Behavior<Tab> for TabBehavior<'_> {
             Tab::Interpolation => interpolation::ui(ui, self.state, self.session, self.commands),
             Tab::Attributes => attributes::ui(ui, self.state, self.session, self.commands),
             Tab::Stitching => stitching::ui(ui, self.state, self.session, self.commands),
-            Tab::Shapes => shapes::ui(ui, self.state, self.session, self.commands, self.gpu_viewport),
+            Tab::Shapes => shapes::ui(ui, self.state, self.session, self.commands, &self.gpu_viewport),
             other => placeholder::ui(ui, *other),
         });
         egui_tiles::UiResponse::None

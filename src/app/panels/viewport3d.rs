@@ -125,15 +125,25 @@ pub fn install(render_state: &egui_wgpu::RenderState) {
         });
 }
 
-/// Whether [`install`] ran (false under egui_kittest without wgpu, or with the glow renderer).
-pub fn available(frame: Option<&eframe::Frame>) -> bool {
-    frame.and_then(|f| f.wgpu_render_state()).is_some_and(|rs| {
-        rs.renderer
-            .read()
-            .callback_resources
-            .get::<ViewportResources>()
-            .is_some()
-    })
+/// Whether the viewport can draw in this window.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GpuStatus {
+    /// No wgpu renderer (egui_kittest without wgpu, or the glow renderer): [`install`] never ran.
+    Off,
+    Ready,
+    /// The last frame's rendering failed (e.g. a view larger than the GPU allows).
+    Failed(String),
+}
+
+pub fn status(frame: Option<&eframe::Frame>) -> GpuStatus {
+    let Some(rs) = frame.and_then(|f| f.wgpu_render_state()) else {
+        return GpuStatus::Off;
+    };
+    match rs.renderer.read().callback_resources.get::<ViewportResources>() {
+        None => GpuStatus::Off,
+        Some(ViewportResources { error: Some(e), .. }) => GpuStatus::Failed(e.clone()),
+        Some(_) => GpuStatus::Ready,
+    }
 }
 
 struct ViewportCallback {
@@ -219,18 +229,21 @@ impl egui_wgpu::CallbackTrait for ViewportCallback {
 }
 
 /// Draws `scene` in the remaining space of `ui` and applies the user's camera input to `state`.
-pub fn show(ui: &mut egui::Ui, id_salt: &str, scene: &Arc<Scene>, state: &mut ViewportState, gpu: bool) {
+pub fn show(ui: &mut egui::Ui, id_salt: &str, scene: &Arc<Scene>, state: &mut ViewportState, gpu: &GpuStatus) {
     let id = ui.make_persistent_id(id_salt);
     let bounds = scene.bounds(state.settings.arrangement);
     if bounds.is_some() && state.framed_for != bounds {
         state.reset(scene);
+    }
+    if let GpuStatus::Failed(e) = gpu {
+        ui.colored_label(ui.visuals().error_fg_color, format!("3D viewport: {e}"));
     }
     let (rect, response) = ui.allocate_exact_size(
         ui.available_size().max(egui::vec2(64.0, 64.0)),
         egui::Sense::click_and_drag(),
     );
     handle_input(ui, &response, scene, state);
-    if !gpu {
+    if *gpu == GpuStatus::Off {
         ui.painter().rect_filled(rect, 0.0, ui.visuals().extreme_bg_color);
         ui.put(
             rect,

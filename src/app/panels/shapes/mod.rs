@@ -10,7 +10,7 @@
 
 mod wavelet;
 
-use super::viewport3d::{self, ViewportState};
+use super::viewport3d::{self, GpuStatus, ViewportState};
 use crate::app::{AppState, Command, Session};
 use crate::core::colormap::Colormap;
 use crate::core::jobs::{self, JobError, JobHandle};
@@ -277,7 +277,13 @@ fn clip_plane(clip: &ClipSettings, scene: &Scene, settings: &ShapesSettings) -> 
     Some(ClipPlane { normal, point })
 }
 
-pub fn ui(ui: &mut egui::Ui, state: &mut AppState, session: &mut Session, commands: &mut Vec<Command>, gpu: bool) {
+pub fn ui(
+    ui: &mut egui::Ui,
+    state: &mut AppState,
+    session: &mut Session,
+    commands: &mut Vec<Command>,
+    gpu: &GpuStatus,
+) {
     sync_assets(session);
     if session.shapes.demo_pending {
         start_demo(session, &mut state.shapes);
