@@ -1,7 +1,9 @@
 // Ray-marched volume rendering (src/render/volume_pass.rs): the back faces of the volume's box are
 // drawn, each fragment marches from where its eye ray enters the box to where it leaves, front to
 // back, with a windowed colormap as colour and a linear opacity ramp as the transfer function.
-// Output is premultiplied and sRGB-encoded like mesh.wgsl.
+// Rays stop at the opaque objects already drawn (their depth, sample 0 of the multisampled depth
+// buffer), so a mesh inside a volume hides what lies behind it. Output is premultiplied and
+// sRGB-encoded like mesh.wgsl.
 
 struct Globals {
     view_proj: mat4x4<f32>,
@@ -25,6 +27,7 @@ struct VolumeParams {
 @group(1) @binding(0) var<uniform> params: VolumeParams;
 @group(1) @binding(1) var volume_tex: texture_3d<f32>;
 @group(1) @binding(2) var volume_sampler: sampler;
+@group(2) @binding(0) var scene_depth: texture_depth_multisampled_2d;
 
 struct VolumeOut {
     @builtin(position) clip: vec4<f32>,
@@ -68,10 +71,17 @@ fn fs_volume(in: VolumeOut) -> @location(0) vec4<f32> {
     let lo = params.window.x;
     let span = max(params.window.y - params.window.x, 1e-20);
     let n = globals.clip_plane.xyz;
+    // Texture coordinates straight to clip space, to compare each sample's depth with the scene's.
+    let tex_to_clip = globals.view_proj * params.tex_to_world;
+    let opaque_depth = textureLoad(scene_depth, vec2<i32>(in.clip.xy), 0);
     var color = vec3(0.0);
     var alpha = 0.0;
     for (var i = 0u; i < steps; i++) {
         let p = eye + dir * (enter + (f32(i) + 0.5) * dt);
+        let clip = tex_to_clip * vec4(p, 1.0);
+        if clip.z >= opaque_depth * clip.w {
+            break;
+        }
         if dot(n, n) > 0.0 {
             let w = (params.tex_to_world * vec4(p, 1.0)).xyz;
             if dot(n, w) + globals.clip_plane.w < 0.0 {

@@ -342,3 +342,53 @@ fn a_volume_is_ray_marched_through_its_window() {
     let empty = render(&dark, &settings, ViewPreset::Front).unwrap();
     assert_eq!(empty.covered(bg), 0);
 }
+
+#[test]
+fn volume_rays_stop_at_an_opaque_mesh_inside_the_volume() {
+    use latent_workbench::core::Volume;
+    let n = 32;
+    let affine = [
+        [1.0, 0.0, 0.0, -16.0],
+        [0.0, 1.0, 0.0, -16.0],
+        [0.0, 0.0, 1.0, -16.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    // Bright only behind the sphere as the front view sees it (the eye is on +Y): y < −4 mm.
+    let data: Vec<f32> = (0..n * n * n)
+        .map(|i| if ((i / n) % n) < 12 { 100.0 } else { 0.0 })
+        .collect();
+    let volume = Arc::new(Volume::new([n; 3], 1, [1.0; 3], affine, data).unwrap());
+    let mut fog = SceneObject::new(1, "fog", Geometry::Volume(volume));
+    fog.coloring = Coloring::Scalar {
+        colormap: Colormap::Magma,
+        lo: 10.0,
+        hi: 100.0,
+    };
+    let mut ball = SceneObject::new(2, "ball", Geometry::Mesh(Arc::new(sphere([0.0; 3], 6.0))));
+    ball.coloring = Coloring::Solid([40, 90, 220, 255]);
+    let scene = Scene {
+        objects: vec![ball, fog],
+    };
+    let settings = RenderSettings {
+        volume_opacity: 0.5,
+        ..plain()
+    };
+    let Some(with_fog) = render(&scene, &settings, ViewPreset::Front) else {
+        return;
+    };
+    // The same framing with the volume fully transparent (its window above every value).
+    let mut clear = scene.clone();
+    clear.objects[1].coloring = Coloring::Scalar {
+        colormap: Colormap::Magma,
+        lo: 200.0,
+        hi: 300.0,
+    };
+    let alone = render(&clear, &settings, ViewPreset::Front).unwrap();
+    // In front of the sphere the volume is empty and behind it is hidden: the sphere's colour.
+    let (a, b) = (with_fog.px(W / 2, H / 2), alone.px(W / 2, H / 2));
+    assert!(!differs(&a, &b), "sphere centre {a:?} against {b:?} without the volume");
+    assert!(b[2] > b[0], "the sphere is blue: {b:?}");
+    // Beside the sphere the rays reach the bright slab: the volume is drawn.
+    let (a, b) = (with_fog.px(W / 2 + 24, H / 2), alone.px(W / 2 + 24, H / 2));
+    assert!(differs(&a, &b) && a[0] > b[0], "beside the sphere {a:?} against {b:?}");
+}

@@ -115,6 +115,8 @@ struct Targets {
     size: [u32; 2],
     msaa: wgpu::TextureView,
     depth: wgpu::TextureView,
+    /// The depth target bound as a texture for the volume pass (group 2).
+    depth_bind_group: wgpu::BindGroup,
     resolved: wgpu::Texture,
     resolved_view: wgpu::TextureView,
 }
@@ -436,7 +438,7 @@ impl SceneRenderer {
             });
         }
         if self.targets.as_ref().is_none_or(|t| t.size != [w, h]) {
-            self.targets = Some(make_targets(device, [w, h]));
+            self.targets = Some(make_targets(device, [w, h], &self.volumes));
         }
         self.sync(device, queue, scene, settings);
         let aspect = w as f32 / h as f32;
@@ -465,12 +467,13 @@ impl SceneRenderer {
         }
         let targets = self.targets.as_ref().expect("targets were made above");
         let bg = srgb_bytes_to_f32(settings.background);
+        // Pass 1, opaque objects: colour and depth kept for pass 2.
         let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
-            label: Some("viewport"),
+            label: Some("viewport opaque"),
             color_attachments: &[Some(wgpu::RenderPassColorAttachment {
                 view: &targets.msaa,
                 depth_slice: None,
-                resolve_target: Some(&targets.resolved_view),
+                resolve_target: None,
                 ops: wgpu::Operations {
                     load: wgpu::LoadOp::Clear(wgpu::Color {
                         r: bg[0] as f64,
@@ -478,14 +481,14 @@ impl SceneRenderer {
                         b: bg[2] as f64,
                         a: 1.0,
                     }),
-                    store: wgpu::StoreOp::Discard,
+                    store: wgpu::StoreOp::Store,
                 },
             })],
             depth_stencil_attachment: Some(wgpu::RenderPassDepthStencilAttachment {
                 view: &targets.depth,
                 depth_ops: Some(wgpu::Operations {
                     load: wgpu::LoadOp::Clear(1.0),
-                    store: wgpu::StoreOp::Discard,
+                    store: wgpu::StoreOp::Store,
                 }),
                 stencil_ops: None,
             }),
@@ -524,10 +527,35 @@ impl SceneRenderer {
                     pass.set_vertex_buffer(0, instances.slice(..));
                     pass.draw(0..6, 0..*count);
                 }
-                // Translucent: after every opaque object, below.
+                // Translucent: after every opaque object, in pass 2.
                 GpuGeometry::Volume { .. } => {}
             }
         }
+        drop(pass);
+        // Pass 2, volumes and the gizmo: the depth attachment is read-only, so the volume shader
+        // can read the opaque depth as a texture at the same time; then resolve.
+        let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+            label: Some("viewport overlay"),
+            color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                view: &targets.msaa,
+                depth_slice: None,
+                resolve_target: Some(&targets.resolved_view),
+                ops: wgpu::Operations {
+                    load: wgpu::LoadOp::Load,
+                    store: wgpu::StoreOp::Discard,
+                },
+            })],
+            depth_stencil_attachment: Some(wgpu::RenderPassDepthStencilAttachment {
+                view: &targets.depth,
+                depth_ops: None,
+                stencil_ops: None,
+            }),
+            timestamp_writes: None,
+            occlusion_query_set: None,
+            multiview_mask: None,
+        });
+        pass.set_bind_group(0, &self.globals_bind_group, &[]);
+        pass.set_bind_group(2, &targets.depth_bind_group, &[]);
         for object in scene.visible() {
             if let Some(GpuObject {
                 kind: GpuGeometry::Volume { bind_group, .. },
@@ -584,7 +612,7 @@ impl SceneRenderer {
     }
 }
 
-fn make_targets(device: &wgpu::Device, [w, h]: [u32; 2]) -> Targets {
+fn make_targets(device: &wgpu::Device, [w, h]: [u32; 2], volumes: &VolumeResources) -> Targets {
     let size = wgpu::Extent3d {
         width: w,
         height: h,
@@ -604,7 +632,16 @@ fn make_targets(device: &wgpu::Device, [w, h]: [u32; 2]) -> Targets {
     };
     let attach = wgpu::TextureUsages::RENDER_ATTACHMENT;
     let msaa = texture("viewport msaa", SAMPLES, COLOR_FORMAT, attach);
-    let depth = texture("viewport depth", SAMPLES, DEPTH_FORMAT, attach);
+    let depth = texture(
+        "viewport depth",
+        SAMPLES,
+        DEPTH_FORMAT,
+        attach | wgpu::TextureUsages::TEXTURE_BINDING,
+    );
+    let depth_only = depth.create_view(&wgpu::TextureViewDescriptor {
+        aspect: wgpu::TextureAspect::DepthOnly,
+        ..Default::default()
+    });
     let resolved = texture(
         "viewport image",
         1,
@@ -615,6 +652,7 @@ fn make_targets(device: &wgpu::Device, [w, h]: [u32; 2]) -> Targets {
         size: [w, h],
         msaa: msaa.create_view(&Default::default()),
         depth: depth.create_view(&Default::default()),
+        depth_bind_group: volumes.depth_bind_group(device, &depth_only),
         resolved_view: resolved.create_view(&Default::default()),
         resolved,
     }

@@ -118,6 +118,8 @@ pub fn f16_bits(v: f32) -> u16 {
 pub(super) struct VolumeResources {
     pub pipeline: wgpu::RenderPipeline,
     pub layout: wgpu::BindGroupLayout,
+    /// Group 2: the opaque objects' multisampled depth, where rays stop.
+    pub depth_layout: wgpu::BindGroupLayout,
     pub sampler: wgpu::Sampler,
     /// The device's largest 3D texture side: bigger grids are strided down to fit.
     pub max_side: u32,
@@ -158,9 +160,22 @@ impl VolumeResources {
                 entry(2, wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering)),
             ],
         });
+        let depth_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("viewport volume depth"),
+            entries: &[wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::FRAGMENT,
+                ty: wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Depth,
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                    multisampled: true,
+                },
+                count: None,
+            }],
+        });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("viewport volume"),
-            bind_group_layouts: &[Some(globals_layout), Some(&layout)],
+            bind_group_layouts: &[Some(globals_layout), Some(&layout), Some(&depth_layout)],
             immediate_size: 0,
         });
         let premultiplied = wgpu::BlendComponent {
@@ -182,7 +197,9 @@ impl VolumeResources {
                 cull_mode: Some(wgpu::Face::Front),
                 ..Default::default()
             },
-            // Drawn after the opaque objects and over them (no depth test against the box).
+            // Drawn after the opaque objects, in a pass whose depth attachment is read-only (the
+            // shader reads the same depth as a texture and stops its rays there), so no depth test
+            // against the box itself.
             depth_stencil: Some(wgpu::DepthStencilState {
                 format: DEPTH_FORMAT,
                 depth_write_enabled: Some(false),
@@ -220,9 +237,22 @@ impl VolumeResources {
         Self {
             pipeline,
             layout,
+            depth_layout,
             sampler,
             max_side: device.limits().max_texture_dimension_3d,
         }
+    }
+
+    /// Group 2 for a frame's depth target (`view` of the depth aspect).
+    pub fn depth_bind_group(&self, device: &wgpu::Device, view: &wgpu::TextureView) -> wgpu::BindGroup {
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("volume depth"),
+            layout: &self.depth_layout,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::TextureView(view),
+            }],
+        })
     }
 
     /// The texture (strided to fit the device), its parameter buffer and bind group.
