@@ -4,4 +4,5 @@
 mod filters;
 pub mod roundtrip;
 pub mod tree;
+pub mod vqvae;
 pub mod wavelet;
