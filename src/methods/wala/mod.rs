@@ -4,5 +4,6 @@
 mod filters;
 pub mod roundtrip;
 pub mod tree;
+pub mod uvit;
 pub mod vqvae;
 pub mod wavelet;
