@@ -16,6 +16,8 @@ mod render;
 mod ssim;
 mod train;
 mod train_ldae;
+mod train_wala;
+mod wala_latent;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -88,6 +90,8 @@ pub enum Command {
     },
     /// Train a built-in demo model and write it under models/NAME/.
     Train(train::TrainArgs),
+    /// Two shapes through a WaLa-family VQ-VAE: round trips, latent interpolation, mesh out.
+    WalaLatent(wala_latent::WalaLatentArgs),
     /// Compare two latent spaces of the same samples: absolute vs relative (cosine to shared
     /// anchors) Jaccard@k, MRR and cosine, with Procrustes and linear CKA as baselines.
     Relrep(relrep::RelrepArgs),
@@ -173,6 +177,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Devices { json } => models::devices(json),
         Command::DemoData { kind } => demo_data::run(&kind),
         Command::Train(args) => train::run(&args),
+        Command::WalaLatent(args) => wala_latent::run(&args),
         Command::Relrep(args) => relrep::run(&args),
         Command::Interpolate(args) => interpolate::run(&args),
         Command::InterpolateEval(args) => interpolate_eval::run(&args),

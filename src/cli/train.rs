@@ -91,6 +91,13 @@ pub const TRAINERS: &[Trainer] = &[
         default_seed: 1,
         train: super::train_ldae::ldae_demo,
     },
+    Trainer {
+        name: "wala-shapes-demo",
+        about: "small WaLa VQ-VAE (wavelet tree → 6³ × 4 latent) on procedural solids at 64³",
+        default_steps: super::train_wala::DEFAULT_STEPS,
+        default_seed: 1,
+        train: super::train_wala::wala_shapes_demo,
+    },
 ];
 
 /// Shape accuracy leaves its ~45 % plateau after ~400–600 steps (see `sprite_ae`'s module doc).

@@ -214,6 +214,45 @@ pub fn scan(dirs: &[(PathBuf, Origin)]) -> (Vec<Entry>, Vec<ManifestError>) {
     (entries, errors)
 }
 
+/// A model given as a folder path (holding `model.toml`) or as the name of a registered model of
+/// `family` (the search folders: the shipped `models/` and the user's). The error lists the
+/// registered models of that family.
+pub fn find_entry(spec: &str, family: &str) -> Result<Entry, String> {
+    let path = Path::new(spec);
+    let folder = if path.is_file() && path.file_name().is_some_and(|n| n == MANIFEST_FILE) {
+        path.parent().map(Path::to_path_buf)
+    } else {
+        path.join(MANIFEST_FILE).is_file().then(|| path.to_path_buf())
+    };
+    if let Some(dir) = folder {
+        let manifest = Manifest::read(&dir.join(MANIFEST_FILE)).map_err(|e| e.to_string())?;
+        if manifest.family != family {
+            return Err(format!("{spec}: a {} model, not {family}", manifest.family));
+        }
+        return Ok(Entry {
+            manifest,
+            dir,
+            origin: Origin::User,
+        });
+    }
+    let (entries, _) = scan(&search_dirs());
+    let known: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.manifest.family == family)
+        .map(|e| e.manifest.name.as_str())
+        .collect();
+    entries
+        .iter()
+        .find(|e| e.manifest.name == spec && e.manifest.family == family)
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "{spec}: no model folder (with {MANIFEST_FILE}) and no registered {family} model of that name (registered: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )
+        })
+}
+
 /// Registers a user's own checkpoint: writes `<user dir>/<name>/model.toml` pointing at the
 /// file (not copied) with its sha256. The family's config is filled in later by the method
 /// (or by hand); until then the manifest records what the user said.

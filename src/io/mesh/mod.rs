@@ -43,6 +43,15 @@ pub fn write(path: &Path, mesh: &Mesh) -> Result<(), IoError> {
     }
 }
 
+/// Writes the mesh (as [`write`]) and `<stem>.provenance.json` beside it (pretty JSON of how the
+/// mesh was made), both atomically.
+pub fn write_with_provenance(path: &Path, mesh: &Mesh, provenance: &serde_json::Value) -> Result<(), IoError> {
+    write(path, mesh)?;
+    let side = path.with_extension("provenance.json");
+    let json = serde_json::to_vec_pretty(provenance).map_err(|e| IoError::write(&side, std::io::Error::other(e)))?;
+    crate::io::atomic::write_bytes(&side, &json)
+}
+
 /// Refuses to encode a mesh whose indices or attribute lengths are inconsistent (encoders
 /// index into the attribute arrays and must not panic).
 pub(crate) fn check_writable(mesh: &Mesh) -> std::io::Result<()> {

@@ -384,6 +384,23 @@ fn border_min(v: &Volume) -> f32 {
     m
 }
 
+/// Names of the viewer's demo shapes start with this.
+pub const VIEWER_DEMO_PREFIX: &str = "demo shape";
+
+/// Grid of the viewer's demo shapes (the Shapes tab and `wala-latent`): WaLa's is 256³, this keeps
+/// the demo quick on two cores.
+pub const VIEWER_DEMO_GRID: usize = 128;
+
+/// Two procedural solids (seeds 3 and 11) as SDF volumes on a [`VIEWER_DEMO_GRID`]³ grid, named
+/// for the viewer.
+pub fn viewer_demo_shapes() -> Vec<(String, Volume)> {
+    [3u64, 11]
+        .into_iter()
+        .filter_map(|seed| random_solid(seed, VIEWER_DEMO_GRID, 0.01).ok())
+        .map(|(seed, _, v)| (format!("{VIEWER_DEMO_PREFIX} {seed} (SDF {VIEWER_DEMO_GRID}³)"), v))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

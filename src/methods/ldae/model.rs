@@ -713,33 +713,9 @@ impl LdaeModel {
 /// The folder of an LDAE model given as a folder path (holding `model.toml`) or as the name of a
 /// registered model (`core::manifest` search folders: the shipped `models/` and the user's).
 pub fn find_model_dir(spec: &str) -> Result<PathBuf> {
-    let path = Path::new(spec);
-    if path.join(MANIFEST_FILE).is_file() {
-        return Ok(path.to_path_buf());
-    }
-    if path.is_file() && path.file_name().is_some_and(|n| n == MANIFEST_FILE) {
-        return Ok(path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf));
-    }
-    let (entries, _) = crate::core::manifest::scan(&crate::core::manifest::search_dirs());
-    if let Some(e) = entries
-        .iter()
-        .find(|e| e.manifest.name == spec && e.manifest.family == "ldae")
-    {
-        return Ok(e.dir.clone());
-    }
-    let known: Vec<&str> = entries
-        .iter()
-        .filter(|e| e.manifest.family == "ldae")
-        .map(|e| e.manifest.name.as_str())
-        .collect();
-    Err(LdaeError::Input(format!(
-        "{spec}: no model folder (with {MANIFEST_FILE}) and no registered LDAE model of that name (registered: {})",
-        if known.is_empty() {
-            "none".to_string()
-        } else {
-            known.join(", ")
-        }
-    )))
+    crate::core::manifest::find_entry(spec, "ldae")
+        .map(|e| e.dir)
+        .map_err(LdaeError::Input)
 }
 
 /// Reads `[config]` of an LDAE manifest, filling `spacing_mm`/`shape` from `[preprocessing]` when absent.

@@ -2,12 +2,14 @@
 //! and signed distance fields as iso-surfaces at a live level (marching cubes in a job) or
 //! ray-marched; a clip
 //! plane; WaLa's wavelet stage (SDF → wavelet tree → SDF) with its cost and an SDF blend in tree
-//! space; mesh export with provenance.
+//! space; WaLa's learned latent (a WaLa-family VQ-VAE: latent grid inspector, interpolation of
+//! two shapes decoded as WaLa decodes); mesh export with provenance.
 //!
-//! Not built yet, and said so in the panel: WaLa's VQ-VAE (the 12³ × 4 latent), its diffusion
-//! model, GPU marching cubes and a transfer-function curve editor (volumes ray-march with a
-//! linear opacity ramp over a window, a colormap and an opacity per voxel).
+//! Not built yet, and said so in the panel: WaLa's diffusion model, GPU marching cubes and a
+//! transfer-function curve editor (volumes ray-march with a linear opacity ramp over a window, a
+//! colormap and an opacity per voxel).
 
+mod latent;
 mod wavelet;
 
 use super::viewport3d::{self, GpuStatus, ViewportState};
@@ -27,6 +29,8 @@ const JOB_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// Scene ids of objects the panel makes itself (asset ids count up from 1).
 const RECONSTRUCTION_ID: u64 = u64::MAX - 1;
 const BLEND_ID: u64 = u64::MAX - 2;
+const LATENT_ROUND_TRIP_ID: u64 = u64::MAX - 3;
+const LATENT_INTERP_ID: u64 = u64::MAX - 4;
 
 /// What the tab remembers across restarts.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -35,6 +39,7 @@ pub struct ShapesSettings {
     pub viewport: ViewportState,
     pub clip: ClipSettings,
     pub wavelet: wavelet::WaveletSettings,
+    pub latent: latent::LatentSettings,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
@@ -90,6 +95,7 @@ pub struct ShapesRuntime {
     shown: BTreeMap<u64, Shown>,
     iso_job: Option<(u64, f32, Inside, JobHandle<Mesh>)>,
     pub wavelet: wavelet::WaveletRuntime,
+    pub latent: latent::LatentRuntime,
     export: Option<JobHandle<Option<PathBuf>>>,
     scene: Arc<Scene>,
     pub message: Option<String>,
@@ -100,7 +106,11 @@ pub struct ShapesRuntime {
 
 impl ShapesRuntime {
     pub fn busy(&self) -> bool {
-        self.iso_job.is_some() || self.wavelet.busy() || self.export.is_some() || self.demo_pending
+        self.iso_job.is_some()
+            || self.wavelet.busy()
+            || self.latent.busy()
+            || self.export.is_some()
+            || self.demo_pending
     }
 
     /// Sets the iso-level of a shown volume (what its slider does); false when `asset` is not a
@@ -260,6 +270,8 @@ fn build_scene(session: &Session, settings: &ShapesSettings) -> Scene {
     }
     rt.wavelet
         .add_to_scene(&mut scene, &settings.wavelet, RECONSTRUCTION_ID, BLEND_ID);
+    rt.latent
+        .add_to_scene(&mut scene, &settings.latent, LATENT_ROUND_TRIP_ID, LATENT_INTERP_ID);
     scene
 }
 
@@ -291,6 +303,7 @@ pub fn ui(
     poll_iso(session);
     schedule_iso(session);
     session.shapes.wavelet.poll(&mut session.log);
+    session.shapes.latent.poll(&mut session.log);
     poll_export(session);
     if session.shapes.busy() {
         ui.ctx().request_repaint_after(JOB_POLL);
@@ -330,11 +343,13 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut ShapesSettings, session: &mut Se
     ui.separator();
     wavelet::section(ui, &mut settings.wavelet, session);
     ui.separator();
+    latent::section(ui, &mut settings.latent, session);
+    ui.separator();
     export_section(ui, session);
     ui.separator();
     ui.weak(
-        "Not built yet (issue #7): WaLa's VQ-VAE (the 12³ × 4 latent) and diffusion model, marching cubes \
-         on the GPU, a transfer-function curve editor.",
+        "Not built yet (issue #7): WaLa's diffusion model (generating latents from a condition), marching \
+         cubes on the GPU, a transfer-function curve editor.",
     );
 }
 
@@ -463,6 +478,7 @@ impl ShapesRuntime {
             .map_or(0, |d| d.as_secs());
         let how = match (id, self.shown.get(&id).and_then(|s| s.iso.as_ref())) {
             (RECONSTRUCTION_ID | BLEND_ID, _) => self.wavelet.provenance(id == BLEND_ID),
+            (LATENT_ROUND_TRIP_ID | LATENT_INTERP_ID, _) => self.latent.provenance(id == LATENT_INTERP_ID),
             (_, Some(iso)) => serde_json::json!({
                 "operation": "marching cubes",
                 "level": iso.level,
@@ -515,10 +531,7 @@ fn export_job(
 
 /// Writes the mesh and `name.provenance.json` beside it, both atomically.
 pub fn write_mesh_export(path: &std::path::Path, mesh: &Mesh, provenance: &serde_json::Value) -> Result<(), String> {
-    crate::io::mesh::write(path, mesh).map_err(|e| e.to_string())?;
-    let side = path.with_extension("provenance.json");
-    let json = serde_json::to_vec_pretty(provenance).map_err(|e| e.to_string())?;
-    crate::io::atomic::write_bytes(&side, &json).map_err(|e| format!("{}: {e}", side.display()))
+    crate::io::mesh::write_with_provenance(path, mesh, provenance).map_err(|e| e.to_string())
 }
 
 fn poll_export(session: &mut Session) {
@@ -532,7 +545,9 @@ fn poll_export(session: &mut Session) {
     }
 }
 
-/// Shows only the demo shapes and starts their wavelet round trip (A, B) once they are loaded.
+/// Shows only the demo shapes and starts their wavelet round trip (A, B) once they are loaded;
+/// with a WaLa-family model available, the view shows A, B, A through the autoencoder and the
+/// latent interpolation instead of the tree-space results.
 fn start_demo(session: &mut Session, settings: &mut ShapesSettings) {
     let demo: Vec<u64> = session
         .assets
@@ -551,21 +566,14 @@ fn start_demo(session: &mut Session, settings: &mut ShapesSettings) {
     settings.viewport.settings.arrangement = crate::render::Arrangement::SideBySide;
     settings.viewport.camera.set_preset(crate::render::ViewPreset::Iso);
     wavelet::start(session, &settings.wavelet);
+    if session.models.iter().any(|m| m.manifest.family == "wala") {
+        settings.wavelet.show_reconstruction = false;
+        settings.wavelet.show_blend = false;
+        settings.latent.t = 0.5;
+        latent::start(session);
+    }
     session.shapes.demo_pending = false;
 }
 
-const DEMO_PREFIX: &str = "demo shape";
-
-/// Grid of the panel's demo shapes: WaLa's is 256³, this keeps the demo quick on two cores.
-pub const DEMO_GRID: usize = 128;
-
-/// Two procedural solids as SDF volumes on a [`DEMO_GRID`]³ grid (what `demo-data shapes`
-/// writes), for the panel's demo.
-pub fn demo_shapes() -> Vec<(String, Volume)> {
-    use crate::methods::demo_data::shapes::random_solid;
-    [3u64, 11]
-        .into_iter()
-        .filter_map(|seed| random_solid(seed, DEMO_GRID, 0.01).ok())
-        .map(|(seed, _, v)| (format!("{DEMO_PREFIX} {seed} (SDF {DEMO_GRID}³)"), v))
-        .collect()
-}
+use crate::methods::demo_data::shapes::VIEWER_DEMO_PREFIX as DEMO_PREFIX;
+pub use crate::methods::demo_data::shapes::{VIEWER_DEMO_GRID as DEMO_GRID, viewer_demo_shapes as demo_shapes};

@@ -19,6 +19,7 @@ pub struct WaveletSettings {
     /// Clip the SDF to ±0.1 first (WaLa's TSDF).
     pub truncate: bool,
     pub show_reconstruction: bool,
+    pub show_blend: bool,
     /// Blend weight of shape B.
     pub blend: f32,
 }
@@ -28,6 +29,7 @@ impl Default for WaveletSettings {
         Self {
             truncate: true,
             show_reconstruction: true,
+            show_blend: true,
             blend: 0.5,
         }
     }
@@ -104,7 +106,9 @@ impl WaveletRuntime {
                 .objects
                 .push(SceneObject::new(recon_id, name, Geometry::Mesh(m.clone())));
         }
-        if let Some((t, Some(m))) = &self.blend {
+        if settings.show_blend
+            && let Some((t, Some(m))) = &self.blend
+        {
             let name = format!("blend t = {t:.2}");
             let mut object = SceneObject::new(blend_id, name, Geometry::Mesh(m.clone()));
             object.coloring = crate::render::Coloring::Solid(crate::render::scene::PALETTE[1]);
@@ -238,10 +242,11 @@ pub fn section(ui: &mut egui::Ui, settings: &mut WaveletSettings, session: &mut 
     }
     ui.checkbox(&mut settings.show_reconstruction, "show the round trip of A");
     if o.b.is_some() {
+        ui.checkbox(&mut settings.show_blend, "show the tree-space blend");
         ui.add(egui::Slider::new(&mut settings.blend, 0.0..=1.0).text("blend A to B"));
         ui.weak(
-            "The transform is linear: blending trees equals blending the SDFs. Interpolating in the \
-             learned latent needs WaLa's VQ-VAE (not built yet).",
+            "The transform is linear: blending trees equals blending the SDFs. The learned latent \
+             (below) interpolates differently.",
         );
         let waker = session.waker.clone();
         session.shapes.wavelet.schedule_blend(settings.blend, waker);

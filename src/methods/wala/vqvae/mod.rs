@@ -26,7 +26,7 @@ use thiserror::Error;
 use crate::core::ops::{Conv3d, GroupNorm};
 use crate::core::weights::{LoadOptions, LoadReport, WeightsError, build_model, load_checkpoint};
 use blocks::{GROUPS, GridTransformer, NORM_EPS, ResBlock, avg_pool_3s2p1, conv3, drop_last_planes, upsample2};
-pub use quantizer::{Quantized, Quantizer};
+pub use quantizer::{Nearest, Quantized, Quantizer};
 
 /// Upstream's `get_encoder` / `get_decoder` fix the width and the heads (not in `args.json`), and
 /// the decoder's transformer is built 128 wide whatever `hidden_channel` says.

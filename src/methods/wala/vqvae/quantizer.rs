@@ -21,6 +21,13 @@ pub struct Quantized {
     pub indices: Tensor,
 }
 
+/// The codes chosen for a grid, row-major over `(b, d, h, w)`.
+#[derive(Clone, Debug)]
+pub struct Nearest {
+    pub indices: Tensor,
+    pub codes: Tensor,
+}
+
 /// `F.normalize(x, dim=-1)`: `x / max(‖x‖, 1e-12)`.
 fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
@@ -44,11 +51,29 @@ impl Quantizer {
     /// `z + (e − z)`, which can differ from the codebook row in the last bit.
     pub fn quantize(&self, h: &Tensor) -> Result<Quantized> {
         let (b, c, g0, g1, g2) = h.dims5()?;
-        let z = h.permute((0, 2, 3, 4, 1))?.reshape((b * g0 * g1 * g2, c))?;
+        let nearest = self.nearest(h)?;
+        let mut z = h.permute((0, 2, 3, 4, 1))?.reshape((b * g0 * g1 * g2, c))?;
+        if self.l2 {
+            z = l2_normalize(&z)?;
+        }
+        let q = (&z + (nearest.codes - &z)?)?;
+        let latent = q.reshape((b, g0, g1, g2, c))?.permute((0, 4, 1, 2, 3))?.contiguous()?;
+        Ok(Quantized {
+            latent,
+            indices: nearest.indices,
+        })
+    }
+
+    /// The nearest code of every cell of `h` `(B, e_dim, G, G, G)`: indices `(B·G³)` and the codes
+    /// `(B·G³, e_dim)` (unit length under `l2_norm`), taken from the codebook so that gradients
+    /// reach it (what training needs).
+    pub fn nearest(&self, h: &Tensor) -> Result<Nearest> {
+        let (b, c, g0, g1, g2) = h.dims5()?;
+        let z = h.detach().permute((0, 2, 3, 4, 1))?.reshape((b * g0 * g1 * g2, c))?;
         let (zs, codes) = if self.l2 {
-            (l2_normalize(&z)?, l2_normalize(&self.codebook)?)
+            (l2_normalize(&z)?, l2_normalize(&self.codebook.detach())?)
         } else {
-            (z.clone(), self.codebook.clone())
+            (z, self.codebook.detach())
         };
         let d = zs
             .sqr()?
@@ -56,15 +81,11 @@ impl Quantizer {
             .broadcast_add(&codes.sqr()?.sum(1)?.unsqueeze(0)?)?
             .broadcast_sub(&(zs.matmul(&codes.t()?)? * 2.0)?)?;
         let indices = first_argmin(&d)?;
-        let mut e = self.codebook.index_select(&indices, 0)?;
-        let mut z = z;
+        let mut codes = self.codebook.index_select(&indices, 0)?;
         if self.l2 {
-            e = l2_normalize(&e)?;
-            z = l2_normalize(&z)?;
+            codes = l2_normalize(&codes)?;
         }
-        let q = (&z + (e - &z)?)?;
-        let latent = q.reshape((b, g0, g1, g2, c))?.permute((0, 4, 1, 2, 3))?.contiguous()?;
-        Ok(Quantized { latent, indices })
+        Ok(Nearest { indices, codes })
     }
 
     /// The grid of codes `indices` (`(B·G³)`, row-major) as the decoder takes it.
