@@ -5,6 +5,9 @@ use latent_workbench::core::Volume;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "common/wala.rs"]
+mod wala;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_latent-workbench"))
 }
@@ -178,51 +181,12 @@ fn render_draws_a_volume_iso_surface_to_a_png_of_the_requested_size() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--view"));
 }
 
-/// A WaLa-family model folder (model.toml + safetensors in the official layout) with random
-/// weights of the demo architecture.
-fn random_wala_model_dir(dir: &Path) {
-    use latent_workbench::core::manifest::Manifest;
-    use latent_workbench::core::train::SeededParams;
-    use latent_workbench::methods::wala::demo_train::{DEMO_GRID, demo_config};
-    use latent_workbench::methods::wala::vqvae::{CHECKPOINT_PREFIX, VqVae};
-    let cfg = demo_config();
-    let params = SeededParams::new(3);
-    VqVae::load(
-        params.var_builder(candle_core::DType::F32, &candle_core::Device::Cpu),
-        &cfg,
-    )
-    .unwrap();
-    let tensors: std::collections::HashMap<String, candle_core::Tensor> = params
-        .tensors()
-        .into_iter()
-        .map(|(k, t)| (format!("{CHECKPOINT_PREFIX}{k}"), t))
-        .collect();
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
-    let mut preprocessing = toml::Table::new();
-    preprocessing.insert("grid".into(), (DEMO_GRID as i64).into());
-    preprocessing.insert("truncation".into(), 0.1.into());
-    let manifest = Manifest {
-        name: "wala-random".into(),
-        family: "wala".into(),
-        description: String::new(),
-        weights: "model.safetensors".into(),
-        sha256: String::new(),
-        licence: String::new(),
-        citation: String::new(),
-        demo: true,
-        config: toml::Table::try_from(&cfg).unwrap(),
-        preprocessing,
-        latent: toml::Table::new(),
-    };
-    std::fs::write(dir.join("model.toml"), toml::to_string_pretty(&manifest).unwrap()).unwrap();
-}
-
 #[test]
 fn wala_latent_interpolates_two_shapes_and_writes_the_mesh_with_provenance() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("wala-random");
     std::fs::create_dir(&model).unwrap();
-    random_wala_model_dir(&model);
+    wala::random_wala_model(&model, "wala-random", 3);
     let out = dir.path().join("mid.ply");
     let v = json(&[
         "wala-latent",

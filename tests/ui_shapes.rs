@@ -12,6 +12,8 @@ use std::time::Duration;
 
 #[path = "common/app.rs"]
 mod app;
+#[path = "common/wala.rs"]
+mod wala;
 use app::harness;
 
 fn settle(h: &mut Harness<'static, WorkbenchApp>) {
@@ -41,49 +43,6 @@ fn triangles(h: &Harness<'static, WorkbenchApp>) -> Vec<(String, usize)> {
             Geometry::Volume(v) => (o.name.clone(), v.voxels_per_frame()),
         })
         .collect()
-}
-
-/// A WaLa-family model folder with random weights in the official layout (the shipped demo's
-/// architecture), registered in the app's session: the panel's path without depending on what
-/// `models/` holds.
-fn random_wala_model(dir: &std::path::Path) -> latent_workbench::core::manifest::Entry {
-    use latent_workbench::core::manifest::{Entry, Manifest, Origin};
-    use latent_workbench::core::train::SeededParams;
-    use latent_workbench::methods::wala::demo_train::{DEMO_GRID, demo_config};
-    use latent_workbench::methods::wala::vqvae::{CHECKPOINT_PREFIX, VqVae};
-    let cfg = demo_config();
-    let params = SeededParams::new(7);
-    VqVae::load(
-        params.var_builder(candle_core::DType::F32, &candle_core::Device::Cpu),
-        &cfg,
-    )
-    .unwrap();
-    let tensors: std::collections::HashMap<String, candle_core::Tensor> = params
-        .tensors()
-        .into_iter()
-        .map(|(k, t)| (format!("{CHECKPOINT_PREFIX}{k}"), t))
-        .collect();
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
-    let mut preprocessing = toml::Table::new();
-    preprocessing.insert("grid".into(), (DEMO_GRID as i64).into());
-    preprocessing.insert("truncation".into(), 0.1.into());
-    Entry {
-        manifest: Manifest {
-            name: "wala-random".into(),
-            family: "wala".into(),
-            description: String::new(),
-            weights: "model.safetensors".into(),
-            sha256: String::new(),
-            licence: String::new(),
-            citation: String::new(),
-            demo: true,
-            config: toml::Table::try_from(&cfg).unwrap(),
-            preprocessing,
-            latent: toml::Table::new(),
-        },
-        dir: dir.to_path_buf(),
-        origin: Origin::User,
-    }
 }
 
 #[test]
@@ -134,7 +93,7 @@ fn demo_shapes_round_trip_through_the_wavelet_tree_and_blend() {
 #[test]
 fn a_wala_model_encodes_two_shapes_and_decodes_their_interpolation() {
     let dir = tempfile::tempdir().unwrap();
-    let entry = random_wala_model(dir.path());
+    let entry = wala::random_wala_model(dir.path(), "wala-random", 7);
     let mut h = harness(Launch {
         tab: Some("shapes".into()),
         ..Launch::default()

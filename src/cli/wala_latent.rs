@@ -4,9 +4,7 @@
 
 use super::print_json;
 use crate::core::Volume;
-use crate::methods::isosurface::{Inside, IsoOptions, marching_cubes};
-use crate::methods::wala::latent::{Latent, LatentModel};
-use crate::methods::wala::tree::volume_from_sdf;
+use crate::methods::wala::latent::{Latent, LatentModel, zero_surface};
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
 use std::path::PathBuf;
@@ -73,15 +71,7 @@ pub fn run(args: &WalaLatentArgs) -> anyhow::Result<()> {
     }
     let z = Latent::lerp(&latents[0], &latents[1], args.t)?;
     let decoded = model.decode(&z)?;
-    let volume = volume_from_sdf(&decoded.sdf, affine)?;
-    let mesh = marching_cubes(
-        &volume,
-        &IsoOptions {
-            level: 0.0,
-            inside: Inside::Below,
-            frame: 0,
-        },
-    );
+    let mesh = zero_surface(&decoded.sdf, affine)?.unwrap_or_default();
     let (shape, _) = z.values()?;
     let report = json!({
         "model": model.name,

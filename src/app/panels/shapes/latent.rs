@@ -9,9 +9,7 @@ use crate::core::colormap::Colormap;
 use crate::core::jobs::{self, JobError, JobHandle};
 use crate::core::manifest::Entry;
 use crate::core::{Affine, Mesh, Volume};
-use crate::methods::isosurface::{Inside, IsoOptions, marching_cubes};
 use crate::methods::wala::latent::{Latent, LatentModel, SharedModel};
-use crate::methods::wala::tree::volume_from_sdf;
 use crate::render::{Coloring, Geometry, Scene, SceneObject};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -185,16 +183,7 @@ fn failed(e: impl std::fmt::Display) -> JobError {
 }
 
 fn zero_surface(sdf: &crate::methods::wala::wavelet::Array3, affine: Affine) -> Result<Option<Mesh>, JobError> {
-    let volume = volume_from_sdf(sdf, affine).map_err(failed)?;
-    let mesh = marching_cubes(
-        &volume,
-        &IsoOptions {
-            level: 0.0,
-            inside: Inside::Below,
-            frame: 0,
-        },
-    );
-    Ok((!mesh.triangles.is_empty()).then_some(mesh))
+    crate::methods::wala::latent::zero_surface(sdf, affine).map_err(failed)
 }
 
 /// WaLa-family models the session knows.
