@@ -287,16 +287,30 @@ fn every_shader_passes_wgpu_validation() {
     assert!(checked >= 3, "found {checked} shaders");
 }
 
-#[test]
-fn a_volume_is_ray_marched_through_its_window() {
-    use latent_workbench::core::Volume;
-    let n = 32;
+/// An `n`³ volume of 1 mm voxels centred on the origin (x fastest).
+fn centred_cube(n: usize, data: Vec<f32>) -> Arc<latent_workbench::core::Volume> {
+    let c = -(n as f64) / 2.0;
     let affine = [
-        [1.0, 0.0, 0.0, -16.0],
-        [0.0, 1.0, 0.0, -16.0],
-        [0.0, 0.0, 1.0, -16.0],
+        [1.0, 0.0, 0.0, c],
+        [0.0, 1.0, 0.0, c],
+        [0.0, 0.0, 1.0, c],
         [0.0, 0.0, 0.0, 1.0],
     ];
+    Arc::new(latent_workbench::core::Volume::new([n; 3], 1, [1.0; 3], affine, data).unwrap())
+}
+
+/// Magma over the window `[lo, hi]` (a window above every value makes a volume fully transparent).
+fn magma(lo: f32, hi: f32) -> Coloring {
+    Coloring::Scalar {
+        colormap: Colormap::Magma,
+        lo,
+        hi,
+    }
+}
+
+#[test]
+fn a_volume_is_ray_marched_through_its_window() {
+    let n = 32;
     // A bright ball of radius 8 voxels in an empty grid.
     let data: Vec<f32> = (0..n * n * n)
         .map(|i| {
@@ -309,13 +323,8 @@ fn a_volume_is_ray_marched_through_its_window() {
             }
         })
         .collect();
-    let volume = Arc::new(Volume::new([n; 3], 1, [1.0; 3], affine, data).unwrap());
-    let mut object = SceneObject::new(7, "ball", Geometry::Volume(volume.clone()));
-    object.coloring = Coloring::Scalar {
-        colormap: Colormap::Magma,
-        lo: 10.0,
-        hi: 100.0,
-    };
+    let mut object = SceneObject::new(7, "ball", Geometry::Volume(centred_cube(n, data)));
+    object.coloring = magma(10.0, 100.0);
     let scene = Scene { objects: vec![object] };
     let settings = RenderSettings {
         volume_opacity: 0.3,
@@ -334,36 +343,20 @@ fn a_volume_is_ray_marched_through_its_window() {
     assert!(covered > 300 && covered < (W * H / 2) as usize, "{covered}");
     // A window above every value makes the volume fully transparent.
     let mut dark = scene.clone();
-    dark.objects[0].coloring = Coloring::Scalar {
-        colormap: Colormap::Magma,
-        lo: 200.0,
-        hi: 300.0,
-    };
+    dark.objects[0].coloring = magma(200.0, 300.0);
     let empty = render(&dark, &settings, ViewPreset::Front).unwrap();
     assert_eq!(empty.covered(bg), 0);
 }
 
 #[test]
 fn volume_rays_stop_at_an_opaque_mesh_inside_the_volume() {
-    use latent_workbench::core::Volume;
     let n = 32;
-    let affine = [
-        [1.0, 0.0, 0.0, -16.0],
-        [0.0, 1.0, 0.0, -16.0],
-        [0.0, 0.0, 1.0, -16.0],
-        [0.0, 0.0, 0.0, 1.0],
-    ];
     // Bright only behind the sphere as the front view sees it (the eye is on +Y): y < −4 mm.
     let data: Vec<f32> = (0..n * n * n)
         .map(|i| if ((i / n) % n) < 12 { 100.0 } else { 0.0 })
         .collect();
-    let volume = Arc::new(Volume::new([n; 3], 1, [1.0; 3], affine, data).unwrap());
-    let mut fog = SceneObject::new(1, "fog", Geometry::Volume(volume));
-    fog.coloring = Coloring::Scalar {
-        colormap: Colormap::Magma,
-        lo: 10.0,
-        hi: 100.0,
-    };
+    let mut fog = SceneObject::new(1, "fog", Geometry::Volume(centred_cube(n, data)));
+    fog.coloring = magma(10.0, 100.0);
     let mut ball = SceneObject::new(2, "ball", Geometry::Mesh(Arc::new(sphere([0.0; 3], 6.0))));
     ball.coloring = Coloring::Solid([40, 90, 220, 255]);
     let scene = Scene {
@@ -378,11 +371,7 @@ fn volume_rays_stop_at_an_opaque_mesh_inside_the_volume() {
     };
     // The same framing with the volume fully transparent (its window above every value).
     let mut clear = scene.clone();
-    clear.objects[1].coloring = Coloring::Scalar {
-        colormap: Colormap::Magma,
-        lo: 200.0,
-        hi: 300.0,
-    };
+    clear.objects[1].coloring = magma(200.0, 300.0);
     let alone = render(&clear, &settings, ViewPreset::Front).unwrap();
     // In front of the sphere the volume is empty and behind it is hidden: the sphere's colour.
     let (a, b) = (with_fog.px(W / 2, H / 2), alone.px(W / 2, H / 2));

@@ -4,7 +4,8 @@
 
 use super::print_json;
 use crate::core::Volume;
-use crate::methods::wala::latent::{Latent, LatentModel, zero_surface};
+use crate::methods::wala::latent::{Latent, LatentModel};
+use crate::methods::wala::roundtrip::zero_surface;
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
 use std::path::PathBuf;

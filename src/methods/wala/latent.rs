@@ -221,25 +221,6 @@ pub fn resample_cubic(volume: &Volume, n: usize) -> Array3 {
     })
 }
 
-/// The solid's surface: marching cubes at 0 of an `[x, y, z]` SDF placed by `world_from_voxel`
-/// (negative inside); `None` when there is no surface.
-pub fn zero_surface(
-    sdf: &Array3,
-    world_from_voxel: crate::core::Affine,
-) -> Result<Option<crate::core::Mesh>, LatentError> {
-    use crate::methods::isosurface::{Inside, IsoOptions, marching_cubes};
-    let volume = super::tree::volume_from_sdf(sdf, world_from_voxel).map_err(|e| LatentError::Tree(e.to_string()))?;
-    let mesh = marching_cubes(
-        &volume,
-        &IsoOptions {
-            level: 0.0,
-            inside: Inside::Below,
-            frame: 0,
-        },
-    );
-    Ok((!mesh.triangles.is_empty()).then_some(mesh))
-}
-
 /// A shared handle for the GUI's jobs.
 pub type SharedModel = Arc<LatentModel>;
 

@@ -57,6 +57,25 @@ pub fn round_trip(sdf: &Array3, truncation: Option<f32>) -> Result<RoundTrip, Tr
     Ok(RoundTrip { tree, decoded, report })
 }
 
+/// The solid's surface: marching cubes at 0 of an `[x, y, z]` SDF placed by `world_from_voxel`
+/// (negative inside); `None` when there is no surface. How every decoded WaLa shape becomes a mesh.
+pub fn zero_surface(
+    sdf: &Array3,
+    world_from_voxel: crate::core::Affine,
+) -> Result<Option<crate::core::Mesh>, TreeError> {
+    use crate::methods::isosurface::{Inside, IsoOptions, marching_cubes};
+    let volume = super::tree::volume_from_sdf(sdf, world_from_voxel)?;
+    let mesh = marching_cubes(
+        &volume,
+        &IsoOptions {
+            level: 0.0,
+            inside: Inside::Below,
+            frame: 0,
+        },
+    );
+    Ok((!mesh.triangles.is_empty()).then_some(mesh))
+}
+
 /// `(1 − t)·a + t·b`, coefficient by coefficient (the transform is linear, so this equals
 /// blending the decoded SDFs; it is the tree-space baseline a latent interpolation improves on).
 pub fn lerp_trees(a: &WaveletTree, b: &WaveletTree, t: f32) -> Result<WaveletTree, TreeError> {

@@ -183,7 +183,7 @@ fn failed(e: impl std::fmt::Display) -> JobError {
 }
 
 fn zero_surface(sdf: &crate::methods::wala::wavelet::Array3, affine: Affine) -> Result<Option<Mesh>, JobError> {
-    crate::methods::wala::latent::zero_surface(sdf, affine).map_err(failed)
+    crate::methods::wala::roundtrip::zero_surface(sdf, affine).map_err(failed)
 }
 
 /// WaLa-family models the session knows.

@@ -6,9 +6,8 @@ use crate::app::Session;
 use crate::app::notify::Log;
 use crate::core::jobs::{self, JobError, JobHandle};
 use crate::core::{Mesh, Volume};
-use crate::methods::isosurface::{Inside, IsoOptions, marching_cubes};
 use crate::methods::wala::roundtrip::{self, RoundTripReport};
-use crate::methods::wala::tree::{WALA_TRUNCATION, WaveletTree, sdf_from_volume, volume_from_sdf};
+use crate::methods::wala::tree::{WALA_TRUNCATION, WaveletTree, sdf_from_volume};
 use crate::render::{Geometry, Scene, SceneObject};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -142,37 +141,24 @@ impl WaveletRuntime {
             let tree = roundtrip::lerp_trees(&ta, &tb, t).map_err(|e| JobError::Failed(e.to_string()))?;
             let sdf = roundtrip::decode(&tree, grid).map_err(|e| JobError::Failed(e.to_string()))?;
             ctx.check()?;
-            let volume = volume_from_sdf(&sdf, affine).map_err(|e| JobError::Failed(e.to_string()))?;
-            Ok(zero_surface(&volume))
+            roundtrip::zero_surface(&sdf, affine).map_err(|e| JobError::Failed(e.to_string()))
         });
         self.blend_job = Some((t, job));
     }
-}
-
-fn zero_surface(volume: &Volume) -> Option<Mesh> {
-    let mesh = marching_cubes(
-        volume,
-        &IsoOptions {
-            level: 0.0,
-            inside: Inside::Below,
-            frame: 0,
-        },
-    );
-    (!mesh.triangles.is_empty()).then_some(mesh)
 }
 
 /// Encodes and decodes one SDF volume.
 fn encode(asset: u64, name: String, volume: &Volume, truncation: Option<f32>) -> Result<Encoded, JobError> {
     let rt = roundtrip::round_trip(&sdf_from_volume(volume), truncation)
         .map_err(|e| JobError::Failed(format!("{name}: {e}")))?;
-    let decoded =
-        volume_from_sdf(&rt.decoded, *volume.world_from_voxel()).map_err(|e| JobError::Failed(e.to_string()))?;
+    let mesh = roundtrip::zero_surface(&rt.decoded, *volume.world_from_voxel())
+        .map_err(|e| JobError::Failed(e.to_string()))?;
     Ok(Encoded {
         asset,
         name,
         report: rt.report,
         tree: Arc::new(rt.tree),
-        mesh: zero_surface(&decoded).map(Arc::new),
+        mesh: mesh.map(Arc::new),
     })
 }
 
