@@ -13,6 +13,7 @@ fn fit(
     ctx: &JobContext,
     checkpoint: Option<(&Path, usize)>,
     resume: Option<&Path>,
+    cancel_at: Option<usize>,
 ) -> Result<Vec<f32>, JobError> {
     let dev = Device::Cpu;
     let params = SeededParams::new(seed);
@@ -46,7 +47,12 @@ fn fit(
         lp.resume(&Checkpoint::read(path).map_err(JobError::from)?, path)
             .map_err(JobError::from)?;
     }
-    lp.run(ctx, |_, rng| {
+    lp.run(ctx, |step, rng| {
+        // Cancelling from inside the step (not from a watcher thread racing a fast loop) makes
+        // the stop deterministic: the loop sees it before the next step.
+        if cancel_at == Some(step) {
+            ctx.progress().cancel();
+        }
         let x = Tensor::from_vec(rng.normals_f32(64), (32, 2), &dev)?;
         let target = (((x.narrow(1, 0, 1)? * 2.0)? - (x.narrow(1, 1, 1)? * 3.0)?)? + 0.5)?;
         (layer.forward(&x)? - target)?.sqr()?.mean_all()
@@ -62,8 +68,8 @@ fn fit(
 #[test]
 fn regression_fits_and_repeats_bit_identically() {
     let ctx = JobContext::detached();
-    let a = fit(11, 200, &ctx, None, None).unwrap();
-    let b = fit(11, 200, &ctx, None, None).unwrap();
+    let a = fit(11, 200, &ctx, None, None, None).unwrap();
+    let b = fit(11, 200, &ctx, None, None, None).unwrap();
     assert_eq!(a, b, "same seed, same weights to the bit");
     // Names sort as fc.bias, fc.weight.
     let (bias, w0, w1) = (a[0], a[1], a[2]);
@@ -71,7 +77,7 @@ fn regression_fits_and_repeats_bit_identically() {
         (bias - 0.5).abs() < 0.02 && (w0 - 2.0).abs() < 0.02 && (w1 + 3.0).abs() < 0.02,
         "{a:?}"
     );
-    assert_ne!(fit(12, 200, &ctx, None, None).unwrap(), a);
+    assert_ne!(fit(12, 200, &ctx, None, None, None).unwrap(), a);
     assert_eq!(ctx.progress().fraction(), 1.0);
     assert!(
         ctx.progress().message().contains("step 200/200 loss"),
@@ -84,28 +90,20 @@ fn regression_fits_and_repeats_bit_identically() {
 fn resumed_run_equals_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck.safetensors");
-    let full = fit(5, 60, &JobContext::detached(), None, None).unwrap();
-    // Stop a checkpointing run by cancelling it at step 25: it writes a checkpoint and says Cancelled.
+    let full = fit(5, 60, &JobContext::detached(), None, None, None).unwrap();
+    // Stop a checkpointing run by cancelling it during step 25: it finishes that step, writes a
+    // checkpoint and says Cancelled.
     let h = jobs::spawn("fit", None, {
         let ck = ck.clone();
-        move |ctx| {
-            let watcher = ctx.clone();
-            std::thread::spawn(move || {
-                while watcher.progress().fraction() < 25.0 / 60.0 {
-                    std::thread::yield_now();
-                }
-                watcher.progress().cancel();
-            });
-            fit(5, 60, ctx, Some((&ck, 1000)), None)
-        }
+        move |ctx| fit(5, 60, ctx, Some((&ck, 1000)), None, Some(25))
     });
     assert_eq!(h.wait(), Err(JobError::Cancelled));
     let saved = Checkpoint::read(&ck).unwrap();
-    assert!(saved.step >= 25 && saved.step < 60, "{}", saved.step);
-    let resumed = fit(5, 60, &JobContext::detached(), None, Some(&ck)).unwrap();
+    assert_eq!(saved.step, 26);
+    let resumed = fit(5, 60, &JobContext::detached(), None, Some(&ck), None).unwrap();
     assert_eq!(resumed, full);
     // A checkpoint from another seed is refused with the file named.
-    let e = fit(6, 60, &JobContext::detached(), None, Some(&ck)).unwrap_err();
+    let e = fit(6, 60, &JobContext::detached(), None, Some(&ck), None).unwrap_err();
     assert!(
         e.to_string().contains("seed") && e.to_string().contains("ck.safetensors"),
         "{e}"
