@@ -218,3 +218,65 @@ fn wala_latent_interpolates_two_shapes_and_writes_the_mesh_with_provenance() {
     let bad = run(&["wala-latent", "--model", s(&model), "--t", "1.5"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--t"));
 }
+
+#[test]
+fn sage_searches_the_demo_generator_and_writes_a_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let args = [
+        "sage",
+        "--class",
+        "heart",
+        "--mode",
+        "backprop",
+        "--restarts",
+        "3",
+        "--budget",
+        "8",
+        "--steps",
+        "4",
+        "-o",
+        s(&out),
+        "--json",
+    ];
+    let v = json(&args);
+    let summary = &v["summary"];
+    assert_eq!(summary["restarts"], 3, "{v}");
+    assert_eq!(
+        summary["generator_calls"], 24,
+        "4 gradient iterations × 2 calls × 3 restarts: {v}"
+    );
+    for key in ["ssr_auto", "held_out_confirmed_rate"] {
+        let x = summary[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&x), "{key}: {v}");
+    }
+    assert!(summary["ssr_human"].is_null(), "nobody judged yet");
+    // The demo generator draws what it is asked for (the base rate of every classifier).
+    for (name, rate) in v["base_rates"].as_object().unwrap() {
+        assert!(rate.as_f64().unwrap() > 0.9, "{name}: {v}");
+    }
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["models"]["generator"]["name"], "sage-sprites-generator");
+    assert_eq!(report["models"]["held_out"]["name"], "relreps-sprites-wide");
+    assert_eq!(report["candidates"].as_array().unwrap().len(), 3);
+    assert_eq!(report["history"].as_array().unwrap().len(), 4);
+    for c in report["candidates"].as_array().unwrap() {
+        assert!(out.join(c["image"].as_str().unwrap()).is_file(), "{c}");
+        assert_eq!(
+            c["member_probs"][0].as_array().unwrap().len(),
+            2,
+            "two ensemble members"
+        );
+    }
+    assert!(out.join("latents.safetensors").is_file());
+    // Nothing to resume in a finished run; bad classes and targets are one-line errors.
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let bad = run(&resume);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("state.json"));
+    let bad = run(&["sage", "--class", "triangle", "-o", s(&out)]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("triangle"));
+    let bad = run(&["sage", "--objective", "switch", "-o", s(&out)]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--target"));
+}

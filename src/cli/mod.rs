@@ -13,9 +13,11 @@ mod probe;
 mod progress;
 mod relrep;
 mod render;
+mod sage;
 mod ssim;
 mod train;
 mod train_ldae;
+mod train_sage;
 mod train_wala;
 mod wala_latent;
 
@@ -104,6 +106,9 @@ pub enum Command {
     Probe(probe::ProbeArgs),
     /// LDAE attribute manipulation: move a scan along a probe direction and decode.
     Manipulate(manipulate::ManipulateArgs),
+    /// SAGE failure search: adversarial search of a generator's latent or condition space
+    /// against a classifier ensemble, confirmed by a held-out classifier; writes a run folder.
+    Sage(sage::SageArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -183,6 +188,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::InterpolateEval(args) => interpolate_eval::run(&args),
         Command::Probe(args) => probe::run(&args),
         Command::Manipulate(args) => manipulate::run(&args),
+        Command::Sage(args) => sage::run(&args),
     }
 }
 

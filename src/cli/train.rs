@@ -98,6 +98,13 @@ pub const TRAINERS: &[Trainer] = &[
         default_seed: 1,
         train: super::train_wala::wala_shapes_demo,
     },
+    Trainer {
+        name: "sage-sprites-generator",
+        about: "class-conditional sprite generator for the failure search: a latent diffusion prior over relreps-sprites-wide",
+        default_steps: super::train_sage::PRIOR_STEPS,
+        default_seed: 4,
+        train: super::train_sage::sage_sprites_generator,
+    },
 ];
 
 /// Shape accuracy leaves its ~45 % plateau after ~400–600 steps (see `sprite_ae`'s module doc).

@@ -13,6 +13,7 @@ pub mod linalg;
 pub mod manifest;
 pub mod mesh;
 pub mod ops;
+pub mod output;
 pub mod point_cloud;
 pub mod scalar;
 pub mod slice;

@@ -7,6 +7,7 @@ pub mod demo_assets;
 pub mod image;
 pub mod mesh;
 pub mod nifti;
+pub mod output;
 
 use crate::core::Asset;
 use std::path::{Path, PathBuf};

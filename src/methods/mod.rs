@@ -6,4 +6,5 @@ pub mod isosurface;
 pub mod ldae;
 pub mod metrics;
 pub mod relreps;
+pub mod sage;
 pub mod wala;

@@ -1,0 +1,393 @@
+//! `sage`: adversarial search for a generator's failures (methods::sage), written as a run folder
+//! (methods::sage::report: `report.json`, `gallery.png`, `candidates/NNN.png`,
+//! `latents.safetensors`). Ctrl-C saves `state.json`; `--resume` continues the same run exactly.
+//! `--compare` runs every mode at the same budget and prints the README's table.
+
+use super::{print_json, progress};
+use crate::core::jobs::JobError;
+use crate::core::manifest::find_entry;
+use crate::methods::sage::classifier::{Ensemble, ImageClassifier, load_classifier};
+use crate::methods::sage::generator::{Generator, SpriteGenerator};
+use crate::methods::sage::naturalness::Naturalness;
+use crate::methods::sage::quality::conditional_accuracy;
+use crate::methods::sage::report::{self, RunInfo};
+use crate::methods::sage::search::{Mode, Objective, Search, SearchConfig, SearchResult, SearchState, Stopped};
+use anyhow::{Context, bail};
+use candle_core::Device;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectiveArg {
+    Unrelated,
+    Distorted,
+    Switch,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeArg {
+    Skip,
+    Backprop,
+    Evolution,
+    Random,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SageArgs {
+    /// The generator: a model folder or a registered `sage` generator's name.
+    #[arg(long, default_value = "sage-sprites-generator")]
+    pub generator: String,
+    /// Classifiers of the ensemble (folders or registered names), repeatable.
+    #[arg(long = "classifier", default_values_t = ["relreps-sprites-a".to_string(), "relreps-sprites-b".to_string()])]
+    pub classifiers: Vec<String>,
+    /// The held-out judge: never used for gradients, only to confirm ("none" for no judge).
+    #[arg(long, default_value = "relreps-sprites-wide")]
+    pub held_out: String,
+    /// The condition whose failures are sought (a class name or index).
+    #[arg(long, default_value = "heart")]
+    pub class: String,
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Unrelated)]
+    pub objective: ObjectiveArg,
+    /// The class a condition switch should produce (`--objective switch`).
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long, value_enum, default_value_t = ModeArg::Skip)]
+    pub mode: ModeArg,
+    /// Skip mode: exact backpropagation through this many final sampler steps.
+    #[arg(long, default_value_t = 0)]
+    pub exact_last: usize,
+    /// Evolution: perturbations per update (even) and their scale.
+    #[arg(long, default_value_t = 8)]
+    pub population: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub sigma: f64,
+    #[arg(long, default_value_t = 16)]
+    pub restarts: usize,
+    /// Generator calls per restart (a gradient evaluation counts two).
+    #[arg(long, default_value_t = 100)]
+    pub budget: usize,
+    #[arg(long, default_value_t = 0.05)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// DDIM steps of the generator during the search.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Weight of the typical-set penalty (|z|²/d − 1)².
+    #[arg(long, default_value_t = 1.0)]
+    pub penalty: f64,
+    /// Do not re-project latents onto the typical sphere after each step.
+    #[arg(long)]
+    pub no_reproject: bool,
+    /// Run folder (report.json, gallery.png, candidates/, latents.safetensors).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Continue the run saved in the output folder by an interrupted search.
+    #[arg(long)]
+    pub resume: bool,
+    /// Run every mode (skip, backprop, evolution, random) at this budget and print a table.
+    #[arg(long)]
+    pub compare: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+const STATE_FILE: &str = "state.json";
+
+struct Setup {
+    generator: SpriteGenerator,
+    ensemble: Ensemble,
+    models: serde_json::Value,
+}
+
+fn load_any_classifier(spec: &str, device: &Device) -> anyhow::Result<Box<dyn ImageClassifier>> {
+    let dir = find_entry(spec, "relreps")
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("classifier {spec}"))?
+        .dir;
+    Ok(load_classifier(&dir, device)?)
+}
+
+fn sha_of(spec: &str) -> String {
+    find_entry(spec, "relreps")
+        .map(|e| e.manifest.sha256)
+        .unwrap_or_default()
+}
+
+fn load_setup(args: &SageArgs) -> anyhow::Result<Setup> {
+    let device = Device::Cpu;
+    let entry = find_entry(&args.generator, "sage").map_err(anyhow::Error::msg)?;
+    let generator = SpriteGenerator::load(&entry.dir, &device)?.with_steps(args.steps)?;
+    if args.classifiers.is_empty() {
+        bail!("the ensemble needs at least one --classifier");
+    }
+    let members = args
+        .classifiers
+        .iter()
+        .map(|c| Ok((load_any_classifier(c, &device)?, 1.0)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let held_out = (args.held_out != "none")
+        .then(|| load_any_classifier(&args.held_out, &device))
+        .transpose()?;
+    let models = json!({
+        "generator": {"name": generator.name(), "sha256": generator.sha256(), "sampler_steps": generator.steps()},
+        "ensemble": args.classifiers.iter().map(|c| json!({"name": c, "sha256": sha_of(c), "weight": 1.0})).collect::<Vec<_>>(),
+        "held_out": (args.held_out != "none").then(|| json!({"name": args.held_out, "sha256": sha_of(&args.held_out)})),
+    });
+    Ok(Setup {
+        generator,
+        ensemble: Ensemble { members, held_out },
+        models,
+    })
+}
+
+fn class_index(names: &[String], spec: &str) -> anyhow::Result<usize> {
+    if let Ok(i) = spec.parse::<usize>()
+        && i < names.len()
+    {
+        return Ok(i);
+    }
+    names
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(spec))
+        .with_context(|| format!("unknown class {spec:?} (the generator knows {})", names.join(", ")))
+}
+
+fn search_config(args: &SageArgs, names: &[String], mode: ModeArg) -> anyhow::Result<SearchConfig> {
+    let class = class_index(names, &args.class)?;
+    let objective = match args.objective {
+        ObjectiveArg::Unrelated => Objective::Unrelated,
+        ObjectiveArg::Distorted => Objective::Distorted,
+        ObjectiveArg::Switch => {
+            let target = args
+                .target
+                .as_deref()
+                .context("--objective switch needs --target CLASS")?;
+            Objective::SwitchCondition {
+                target: class_index(names, target)?,
+            }
+        }
+    };
+    let mode = match mode {
+        ModeArg::Skip => Mode::Skip {
+            exact_last: args.exact_last,
+        },
+        ModeArg::Backprop => Mode::Backprop,
+        ModeArg::Evolution => Mode::Evolution {
+            population: args.population,
+            sigma: args.sigma,
+        },
+        ModeArg::Random => Mode::Random,
+    };
+    Ok(SearchConfig {
+        objective,
+        class,
+        mode,
+        restarts: args.restarts,
+        budget: args.budget,
+        lr: args.lr,
+        seed: args.seed,
+        naturalness: Naturalness {
+            penalty: args.penalty,
+            reproject: !args.no_reproject,
+            ..Naturalness::default()
+        },
+        ..SearchConfig::default()
+    })
+}
+
+/// Runs one search as a job; a cancelled one saves its state into `out` before reporting.
+fn run_search(
+    setup: Arc<Setup>,
+    config: SearchConfig,
+    resume: Option<SearchState>,
+    out: &Path,
+) -> anyhow::Result<SearchResult> {
+    let saved: Arc<Mutex<Option<SearchState>>> = Arc::default();
+    let slot = saved.clone();
+    let result = progress::run("sage", move |ctx| {
+        let search = Search::new(&setup.generator, &setup.ensemble, config)?;
+        let state = match resume {
+            Some(s) => s,
+            None => search.initial_state()?,
+        };
+        match search.run(state, ctx, &mut |_| {}) {
+            Ok(r) => Ok(r),
+            Err(Stopped::Cancelled(state)) => {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(*state);
+                Err(JobError::Cancelled)
+            }
+            Err(Stopped::Failed(e)) => Err((*e).into()),
+        }
+    });
+    if let Some(state) = saved.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        let path = out.join(STATE_FILE);
+        crate::io::atomic::write_bytes(&path, serde_json::to_string(&state)?.as_bytes())?;
+        eprintln!(
+            "sage: stopped at iteration {}; `--resume -o {}` continues it",
+            state.iteration,
+            out.display()
+        );
+    }
+    result
+}
+
+/// Writes the run folder; returns the report.
+fn write_run(out: &Path, result: &SearchResult, info: &RunInfo) -> anyhow::Result<serde_json::Value> {
+    crate::io::output::write_all(out, &report::run_files(result, info)?)?;
+    Ok(report::report_json(result, info))
+}
+
+/// The share of plain random draws each classifier labels as the conditioned class.
+fn base_rates(setup: &Setup) -> anyhow::Result<serde_json::Value> {
+    let mut all: Vec<&dyn ImageClassifier> = setup.ensemble.members.iter().map(|(c, _)| c.as_ref()).collect();
+    if let Some(h) = &setup.ensemble.held_out {
+        all.push(h.as_ref());
+    }
+    let rates = conditional_accuracy(&setup.generator, &all, 64, 11)?;
+    Ok(all
+        .iter()
+        .zip(rates)
+        .map(|(c, r)| (c.name().to_string(), json!(r)))
+        .collect::<serde_json::Map<_, _>>()
+        .into())
+}
+
+pub fn run(args: &SageArgs) -> anyhow::Result<()> {
+    let setup = Arc::new(load_setup(args)?);
+    let names = setup.generator.class_names();
+    if args.compare {
+        return compare(args, setup, &names);
+    }
+    let config = search_config(args, &names, args.mode)?;
+    let resume = if args.resume {
+        let path = args.output.join(STATE_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("nothing to resume: {}", path.display()))?;
+        let state: SearchState =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a saved search", path.display()))?;
+        if state.config != config {
+            bail!(
+                "{}: the saved search used other settings ({:?}); resume with the same options",
+                path.display(),
+                state.config
+            );
+        }
+        Some(state)
+    } else {
+        None
+    };
+    let result = run_search(setup.clone(), config, resume, &args.output)?;
+    let rates = base_rates(&setup)?;
+    let info = RunInfo {
+        models: setup.models.clone(),
+        class_names: names.clone(),
+        base_rates: rates.clone(),
+    };
+    let report = write_run(&args.output, &result, &info)?;
+    let state = args.output.join(STATE_FILE);
+    if state.is_file() {
+        std::fs::remove_file(&state).with_context(|| format!("cannot remove {}", state.display()))?;
+    }
+    if args.json {
+        let mut v =
+            json!({"summary": report["summary"], "base_rates": rates, "dir": args.output.display().to_string()});
+        v["gallery"] = report["gallery"].clone();
+        print_json(&v)?;
+    } else {
+        let s = result.summary();
+        println!(
+            "{} search ({}) of {} for class {}: {} restarts × {} generator calls in {:.1} s",
+            config.objective.label(),
+            config.mode.label(),
+            setup.generator.name(),
+            names[config.class],
+            s.restarts,
+            result.generator_calls / s.restarts.max(1),
+            s.seconds
+        );
+        println!(
+            "SSR(A) {:.1} %, held-out confirmed {}, NGR {} → {}",
+            s.ssr_auto * 100.0,
+            pct(s.held_out_confirmed_rate),
+            pct(s.non_gaussian_rate),
+            args.output.display()
+        );
+    }
+    Ok(())
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("–".into(), |v| format!("{:.1} %", v * 100.0))
+}
+
+/// Every mode at the same budget: SSR(A), held-out-confirmed rate and NGR (README table); each
+/// mode's run folder goes to OUTPUT/MODE.
+fn compare(args: &SageArgs, setup: Arc<Setup>, names: &[String]) -> anyhow::Result<()> {
+    let rates = base_rates(&setup)?;
+    let info = RunInfo {
+        models: setup.models.clone(),
+        class_names: names.to_vec(),
+        base_rates: rates.clone(),
+    };
+    let mut rows = Vec::new();
+    for mode in [ModeArg::Skip, ModeArg::Backprop, ModeArg::Evolution, ModeArg::Random] {
+        let config = search_config(args, names, mode)?;
+        if matches!(config.objective, Objective::SwitchCondition { .. }) && mode == ModeArg::Random {
+            continue;
+        }
+        let dir = args.output.join(config.mode.label());
+        let result = run_search(setup.clone(), config, None, &dir)?;
+        write_run(&dir, &result, &info)?;
+        let s = result.summary();
+        let confirmed = result
+            .candidates
+            .iter()
+            .filter(|c| c.auto_success && c.held_out_success == Some(true))
+            .count();
+        rows.push(json!({
+            "mode": config.mode.label(),
+            "generator_calls": result.generator_calls,
+            "seconds": s.seconds,
+            "ssr_auto": s.ssr_auto,
+            "held_out_confirmed": confirmed,
+            "held_out_confirmed_rate": s.held_out_confirmed_rate,
+            "non_gaussian_rate": s.non_gaussian_rate,
+            "restarts": s.restarts,
+        }));
+    }
+    let summary = json!({
+        "objective": search_config(args, names, args.mode)?.objective,
+        "class": args.class,
+        "budget_per_restart": args.budget,
+        "restarts": args.restarts,
+        "seed": args.seed,
+        "rows": rows,
+        "base_rates": rates,
+    });
+    std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
+    crate::io::atomic::write_bytes(
+        &args.output.join("compare.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    if args.json {
+        return print_json(&summary);
+    }
+    println!(
+        "| mode | generator calls | seconds | SSR(A) | held-out confirmed | NGR |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.1} | {:.1} % | {} / {} | {} |",
+            r["mode"].as_str().unwrap_or(""),
+            r["generator_calls"],
+            r["seconds"].as_f64().unwrap_or(0.0),
+            r["ssr_auto"].as_f64().unwrap_or(0.0) * 100.0,
+            r["held_out_confirmed"],
+            r["restarts"],
+            pct(r["non_gaussian_rate"].as_f64()),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Image classifiers as SAGE's surrogate loss, and the ensemble that combines them.
+//!
+//! A classifier maps images `[N, 3, 64, 64]` in [0, 1] to class logits `[N, K]`, differentiably,
+//! so the search can push gradients through it. The demo's are the relative-representation sprite
+//! models' encoders + shape heads ([`SpriteAeClassifier`]): `relreps-sprites-a` and `-b` in the
+//! ensemble, `relreps-sprites-wide` (another width, another seed) as the held-out judge. They are
+//! independently trained but of one architecture family, so the judge shares more with the
+//! ensemble than an ideal one would.
+
+use super::error::{Result, SageError};
+use crate::core::manifest::{Entry, MANIFEST_FILE, Manifest, Origin};
+use crate::methods::relreps::demo::SpriteModel;
+use candle_core::{D, Device, Tensor};
+use std::path::Path;
+
+pub trait ImageClassifier: Send + Sync {
+    /// The model's name (its manifest's name), shown next to its scores.
+    fn name(&self) -> &str;
+    /// Class logits `[N, K]` of images `[N, 3, 64, 64]` in [0, 1].
+    fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor>;
+}
+
+/// A sprite autoencoder's encoder followed by its shape head.
+pub struct SpriteAeClassifier(pub SpriteModel);
+
+impl ImageClassifier for SpriteAeClassifier {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor> {
+        self.0.model.classify(&self.0.model.encode(images)?)
+    }
+}
+
+/// Reads and verifies a `family = "sage"` model folder of the given architecture.
+pub(crate) fn open_entry(dir: &Path, architecture: &str) -> Result<Entry> {
+    let path = dir.join(MANIFEST_FILE);
+    let manifest = Manifest::read(&path)?;
+    let bad = |problem: String| SageError::Model {
+        path: path.clone(),
+        problem,
+    };
+    if manifest.family != "sage" {
+        return Err(bad(format!("family is {:?}, not \"sage\"", manifest.family)));
+    }
+    let arch = manifest.config.get("architecture").and_then(toml::Value::as_str);
+    if arch != Some(architecture) {
+        return Err(bad(format!("architecture is {arch:?}, expected {architecture:?}")));
+    }
+    let entry = Entry {
+        manifest,
+        dir: dir.to_path_buf(),
+        origin: Origin::User,
+    };
+    entry.verify()?;
+    Ok(entry)
+}
+
+pub(crate) fn config_usize(entry: &Entry, key: &str) -> Result<usize> {
+    entry
+        .manifest
+        .config
+        .get(key)
+        .and_then(toml::Value::as_integer)
+        .filter(|v| *v > 0)
+        .map(|v| v as usize)
+        .ok_or_else(|| SageError::Model {
+            path: entry.dir.join(MANIFEST_FILE),
+            problem: format!("[config] needs a positive integer `{key}`"),
+        })
+}
+
+/// Loads a classifier folder: a relative-representation sprite model (encoder + shape head).
+pub fn load_classifier(dir: &Path, device: &Device) -> Result<Box<dyn ImageClassifier>> {
+    let model = SpriteModel::load(dir, device).map_err(|e| SageError::Model {
+        path: dir.join(MANIFEST_FILE),
+        problem: e.to_string(),
+    })?;
+    Ok(Box::new(SpriteAeClassifier(model)))
+}
+
+/// The classifiers whose gradients drive the search, with weights, and one held-out judge that
+/// never contributes a gradient (SAGE's guard against fooling the surrogate instead of finding a
+/// real generator failure).
+pub struct Ensemble {
+    pub members: Vec<(Box<dyn ImageClassifier>, f64)>,
+    pub held_out: Option<Box<dyn ImageClassifier>>,
+}
+
+/// Every classifier's class probabilities for a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scores {
+    /// `[member][sample][class]`.
+    pub members: Vec<Vec<Vec<f32>>>,
+    /// `[sample][class]` of the held-out classifier, when there is one.
+    pub held_out: Option<Vec<Vec<f32>>>,
+}
+
+impl Ensemble {
+    pub fn names(&self) -> Vec<String> {
+        self.members.iter().map(|(c, _)| c.name().to_string()).collect()
+    }
+
+    /// Probabilities of every member and of the held-out classifier (no gradients kept).
+    pub fn scores(&self, images: &Tensor) -> candle_core::Result<Scores> {
+        let images = images.detach();
+        let probs = |c: &dyn ImageClassifier| -> candle_core::Result<Vec<Vec<f32>>> {
+            candle_nn::ops::softmax(&c.logits(&images)?, D::Minus1)?.to_vec2::<f32>()
+        };
+        Ok(Scores {
+            members: self
+                .members
+                .iter()
+                .map(|(c, _)| probs(c.as_ref()))
+                .collect::<candle_core::Result<_>>()?,
+            held_out: self.held_out.as_ref().map(|c| probs(c.as_ref())).transpose()?,
+        })
+    }
+}

@@ -1,0 +1,97 @@
+//! A search's run folder, described as files (`core::output`): `report.json` (tool, models with
+//! sha256, settings, SSR/NGR summary, base rates, every candidate with every classifier's scores
+//! and its human verdict, loss curves), `gallery.png` (automatic successes, one row each),
+//! `candidates/NNN.png` and `latents.safetensors`. The CLI and the panel write the same folder.
+
+use super::error::{Result, SageError};
+use super::gallery::contact_sheet;
+use super::search::{Candidate, Objective, SearchResult};
+use crate::core::image::{Channels, Image, ImageData};
+use crate::core::output::OutputFile;
+use crate::core::train::encode_tensors;
+use candle_core::{Device, Tensor};
+use serde_json::{Value, json};
+
+pub const REPORT_FILE: &str = "report.json";
+pub const GALLERY_FILE: &str = "gallery.png";
+pub const LATENTS_FILE: &str = "latents.safetensors";
+
+/// What the report says about the setup besides the result itself.
+#[derive(Clone, Debug, Default)]
+pub struct RunInfo {
+    /// Generator, ensemble and held-out judge: names, sha256, weights.
+    pub models: Value,
+    pub class_names: Vec<String>,
+    /// Per classifier, the share of random draws showing the conditioned class.
+    pub base_rates: Value,
+}
+
+fn rgb_image(w: usize, h: usize, px: Vec<u8>) -> Result<Image> {
+    Image::new(w, h, Channels::Rgb, ImageData::U8(px)).map_err(|e| SageError::Invalid(format!("gallery image: {e:?}")))
+}
+
+/// Relative path of a candidate's picture.
+pub fn candidate_image_path(c: &Candidate) -> String {
+    format!("candidates/{:03}.png", c.restart)
+}
+
+/// The report as JSON (human verdicts included, so re-writing it after judging updates SSR(H)).
+pub fn report_json(result: &SearchResult, info: &RunInfo) -> Value {
+    let candidates: Vec<Value> = result
+        .candidates
+        .iter()
+        .map(|c| {
+            let mut v = serde_json::to_value(c).unwrap_or_default();
+            v["image"] = json!(candidate_image_path(c));
+            v
+        })
+        .collect();
+    let any_found = result.candidates.iter().any(|c| c.auto_success);
+    json!({
+        "tool": format!("latent-workbench {}", env!("CARGO_PKG_VERSION")),
+        "method": "SAGE-style adversarial failure search (Liu et al., ICLR 2024), reimplemented from the paper's description",
+        "note": "scores are surrogate classifier outputs; only human-confirmed items are failures",
+        "models": info.models,
+        "class_names": info.class_names,
+        "config": result.config,
+        "summary": result.summary(),
+        "base_rates": info.base_rates,
+        "gallery": any_found.then_some(GALLERY_FILE),
+        "latents": LATENTS_FILE,
+        "candidates": candidates,
+        "history": result.history,
+    })
+}
+
+/// Every file of the run folder.
+pub fn run_files(result: &SearchResult, info: &RunInfo) -> Result<Vec<OutputFile>> {
+    let [_, h, w] = result.image_shape;
+    let mut files = Vec::new();
+    for c in &result.candidates {
+        if let Some((cw, ch, px)) = contact_sheet(&[c], h, w) {
+            files.push(OutputFile::image(candidate_image_path(c), rgb_image(cw, ch, px)?));
+        }
+    }
+    let found: Vec<&Candidate> = result.candidates.iter().filter(|c| c.auto_success).collect();
+    if let Some((gw, gh, px)) = contact_sheet(&found, h, w) {
+        files.push(OutputFile::image(GALLERY_FILE, rgb_image(gw, gh, px)?));
+    }
+    let m = result.candidates.first().map_or(0, |c| c.variable.len());
+    let vars: Vec<f32> = result
+        .candidates
+        .iter()
+        .flat_map(|c| c.variable.iter().copied())
+        .collect();
+    let name = match result.config.objective {
+        Objective::SwitchCondition { .. } => "condition_embeddings",
+        _ => "latents",
+    };
+    let tensor = Tensor::from_vec(vars, (result.candidates.len(), m), &Device::Cpu)
+        .map_err(SageError::compute("latents file"))?;
+    let bytes = encode_tensors(&[(name.to_string(), tensor)], &Default::default())?;
+    files.push(OutputFile::bytes(LATENTS_FILE, bytes));
+    let report = serde_json::to_string_pretty(&report_json(result, info))
+        .map_err(|e| SageError::Invalid(format!("report: {e}")))?;
+    files.push(OutputFile::bytes(REPORT_FILE, report.into_bytes()));
+    Ok(files)
+}

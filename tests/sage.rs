@@ -1,0 +1,368 @@
+//! The failure search end to end on a toy generator whose failures are known in closed form, and
+//! SAGE's gradient paths through the real demo generator's sampler.
+
+use candle_core::{DType, Device, Tensor, Var};
+use latent_workbench::core::jobs::{self, JobContext, JobError};
+use latent_workbench::core::train::SeededParams;
+use latent_workbench::methods::sage::classifier::{Ensemble, ImageClassifier};
+use latent_workbench::methods::sage::generator::{Generator, GradientPath, PRIOR_DIFFUSION_STEPS, SpriteGenerator};
+use latent_workbench::methods::sage::prior::{LatentPrior, PriorConfig};
+use latent_workbench::methods::sage::renderer::CODE_DIM;
+use latent_workbench::methods::sage::search::{Mode, Objective, Search, SearchConfig, SearchState, Stopped};
+
+const D_LATENT: usize = 64;
+/// The conditioned channel's head start in the toy's logits.
+const HEAD_START: f32 = 5.0;
+
+/// Three-channel 4×4 "images": channel k = sigmoid(z_k + 5·[k = class]), flat over the pixels. A
+/// class is drawn when its channel is the brightest, so a latent fails when some z_j − z_class > 5:
+/// for a draw of N(0, I) that is a 3.5σ event (z_j − z_class ~ N(0, 2)), yet on the typical sphere
+/// (radius 8) it is easy to reach. Failures are rare but exist: what a search is for.
+struct ToyGenerator;
+
+impl ToyGenerator {
+    fn new() -> Self {
+        Self
+    }
+}
+
+impl Generator for ToyGenerator {
+    fn name(&self) -> &str {
+        "toy"
+    }
+    fn latent_dim(&self) -> usize {
+        D_LATENT
+    }
+    fn class_names(&self) -> Vec<String> {
+        vec!["a".into(), "b".into(), "c".into()]
+    }
+    fn condition_embedding(&self, classes: &[usize]) -> candle_core::Result<Tensor> {
+        let v: Vec<f32> = classes
+            .iter()
+            .flat_map(|&c| (0..3).map(move |k| if k == c { HEAD_START } else { 0.0 }))
+            .collect();
+        Tensor::from_vec(v, (classes.len(), 3), &Device::Cpu)
+    }
+    fn generate(&self, z: &Tensor, cond: &Tensor, path: GradientPath) -> candle_core::Result<Tensor> {
+        let z = if path == GradientPath::None {
+            z.detach()
+        } else {
+            z.clone()
+        };
+        let logits = (z.narrow(1, 0, 3)? + cond)?;
+        let n = z.dim(0)?;
+        candle_nn::ops::sigmoid(&logits)?
+            .reshape((n, 3, 1, 1))?
+            .broadcast_as((n, 3, 4, 4))?
+            .contiguous()
+    }
+    fn steps(&self) -> usize {
+        1
+    }
+}
+
+/// Reads the channel means with a per-classifier gain: members and the judge disagree a little.
+struct ToyClassifier {
+    name: String,
+    gain: f64,
+}
+
+impl ImageClassifier for ToyClassifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor> {
+        images.mean((2, 3))? * self.gain
+    }
+}
+
+fn toy_ensemble() -> Ensemble {
+    let c = |name: &str, gain| {
+        Box::new(ToyClassifier {
+            name: name.into(),
+            gain,
+        }) as Box<dyn ImageClassifier>
+    };
+    Ensemble {
+        members: vec![(c("m1", 20.0), 1.0), (c("m2", 30.0), 1.0)],
+        held_out: Some(c("judge", 25.0)),
+    }
+}
+
+fn config(mode: Mode, budget: usize) -> SearchConfig {
+    SearchConfig {
+        objective: Objective::Unrelated,
+        class: 0,
+        mode,
+        restarts: 12,
+        budget,
+        lr: 0.3,
+        seed: 3,
+        ..SearchConfig::default()
+    }
+}
+
+fn run(g: &dyn Generator, e: &Ensemble, cfg: SearchConfig) -> latent_workbench::methods::sage::search::SearchResult {
+    let search = Search::new(g, e, cfg).unwrap();
+    match search.run(search.initial_state().unwrap(), &JobContext::detached(), &mut |_| {}) {
+        Ok(r) => r,
+        Err(Stopped::Failed(e)) => panic!("{e}"),
+        Err(Stopped::Cancelled(_)) => panic!("cancelled"),
+    }
+}
+
+#[test]
+fn gradient_search_finds_held_out_confirmed_failures_that_random_search_misses() {
+    let (g, e) = (ToyGenerator::new(), toy_ensemble());
+    let grad = run(&g, &e, config(Mode::Skip { exact_last: 0 }, 60));
+    let random = run(&g, &e, config(Mode::Random, 60));
+    assert_eq!(grad.generator_calls, random.generator_calls, "equal budgets");
+    let (gs, rs) = (grad.summary(), random.summary());
+    // Random draws keep the head start: 30 draws per restart rarely hold a 3.5σ one.
+    assert!(rs.ssr_auto < 0.2, "{rs:?}");
+    assert!(gs.ssr_auto > 0.8 && gs.held_out_confirmed_rate.unwrap() > 0.8, "{gs:?}");
+    for c in &grad.candidates {
+        // Re-projection keeps every updated latent on the typical sphere.
+        assert!(c.iteration == 0 || (c.norm_ratio.unwrap() - 1.0).abs() < 1e-4, "{c:?}");
+        assert_eq!(c.failure_type, "unrelated");
+        assert!(c.ks_p.unwrap() >= 0.0 && c.ks_p.unwrap() <= 1.0);
+    }
+    // The loss curve goes down and every member's probability of the class with it.
+    let (first, last) = (&grad.history[0], grad.history.last().unwrap());
+    assert!(last.best_loss < first.loss, "{first:?} {last:?}");
+    assert!(last.member_probs.iter().zip(&first.member_probs).all(|(l, f)| l < f));
+    // Evolution (no gradients) gets there too at this budget, more slowly.
+    let es = run(
+        &g,
+        &e,
+        config(
+            Mode::Evolution {
+                population: 4,
+                sigma: 0.1,
+            },
+            240,
+        ),
+    );
+    assert!(es.summary().ssr_auto > rs.ssr_auto, "{:?}", es.summary());
+}
+
+#[test]
+fn a_run_repeats_exactly_and_a_cancelled_run_resumes_to_the_same_result() {
+    let (g, e) = (ToyGenerator::new(), toy_ensemble());
+    let cfg = config(Mode::Backprop, 40);
+    let full = run(&g, &e, cfg);
+    assert_eq!(full.candidates, run(&g, &e, cfg).candidates);
+    // Cancel after five iterations: the job hands back its state; resume it from JSON.
+    let h = jobs::spawn("sage", None, move |ctx| {
+        let (g, e) = (ToyGenerator::new(), toy_ensemble());
+        let search = Search::new(&g, &e, cfg).unwrap();
+        let mut seen = 0;
+        let out = search.run(search.initial_state().unwrap(), ctx, &mut |_| {
+            seen += 1;
+            if seen == 5 {
+                ctx.progress().cancel();
+            }
+        });
+        match out {
+            Err(Stopped::Cancelled(state)) => Ok(serde_json::to_string(&*state).unwrap()),
+            _ => Err(JobError::Failed("expected a cancelled search".into())),
+        }
+    });
+    let saved: SearchState = serde_json::from_str(&h.wait().unwrap()).unwrap();
+    assert_eq!(saved.iteration, 5, "stops within one iteration of the request");
+    let search = Search::new(&g, &e, cfg).unwrap();
+    let resumed = match search.run(saved.clone(), &JobContext::detached(), &mut |_| {}) {
+        Ok(r) => r,
+        Err(_) => panic!("resume failed"),
+    };
+    assert_eq!(resumed.candidates, full.candidates);
+    assert_eq!(resumed.history, full.history);
+    // Settings that differ from the saved ones are refused.
+    let other = Search::new(&g, &e, SearchConfig { lr: 0.2, ..cfg }).unwrap();
+    assert!(matches!(
+        other.run(saved, &JobContext::detached(), &mut |_| {}),
+        Err(Stopped::Failed(_))
+    ));
+}
+
+#[test]
+fn distorted_and_switch_objectives_find_their_failures() {
+    let (g, e) = (ToyGenerator::new(), toy_ensemble());
+    // Distorted: a latent that fails under every condition cannot exist in the toy (under the
+    // condition of its largest z_k that channel always wins), so the search must report none,
+    // however far it pushes the objective.
+    let d = run(
+        &g,
+        &e,
+        SearchConfig {
+            objective: Objective::Distorted,
+            ..config(Mode::Skip { exact_last: 0 }, 60)
+        },
+    );
+    assert!(d.history.last().unwrap().best_loss < d.history[0].loss);
+    assert_eq!(d.candidates[0].member_probs.len(), 3, "one image per condition");
+    assert_eq!(d.summary().ssr_auto, 0.0, "{:?}", d.summary());
+    // Switch: an embedding near class a's that draws class b.
+    let s = run(
+        &g,
+        &e,
+        SearchConfig {
+            objective: Objective::SwitchCondition { target: 1 },
+            embedding_penalty: 0.1,
+            ..config(Mode::Backprop, 800)
+        },
+    );
+    let summary = s.summary();
+    assert!(
+        summary.ssr_auto > 0.9 && summary.held_out_confirmed_rate.unwrap() > 0.9,
+        "{summary:?}"
+    );
+    assert!(s.candidates.iter().all(|c| c.ks_p.is_none() && c.variable.len() == 3));
+    // Random search has no distribution over embeddings: refused with a reason.
+    let e2 = toy_ensemble();
+    let err = Search::new(
+        &g,
+        &e2,
+        SearchConfig {
+            objective: Objective::SwitchCondition { target: 1 },
+            ..config(Mode::Random, 10)
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("random"), "{err}");
+}
+
+/// The demo generator's architecture with a randomly initialised prior: the sampler and renderer
+/// are real, the weights are not (the gradient paths do not depend on them). Codes are
+/// de-standardised around a plausible sprite so the renderer draws something.
+fn random_sprite_generator(steps: usize) -> SpriteGenerator {
+    let params = SeededParams::new(9);
+    let config = PriorConfig {
+        latent_dim: CODE_DIM,
+        width: 32,
+        blocks: 1,
+        classes: 3,
+    };
+    let prior = LatentPrior::new(config, params.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    // A random ε head predicts O(1) noise, which the first DDIM step divides by √ᾱ ≈ 0.07 and
+    // the renderer then saturates (zero gradients everywhere); a small head keeps the sampler
+    // in the range where the renderer responds.
+    for (name, var) in params.named_vars() {
+        if name.starts_with("out.") {
+            var.set(&(var.as_tensor() * 0.01).unwrap()).unwrap();
+        }
+    }
+    // Squares: the heart's soft edge bends sharply within a few hundredths of a pixel, too fine
+    // for finite differences through the sampler's ×15 (the renderer's own test checks it).
+    let mean = Tensor::new(
+        &[[3.0f32, 0.0, -3.0, 0.75, 0.7, 0.7, 0.5, 0.5, 0.5, 0.5, 0.5]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let std = Tensor::new(
+        &[[0.1f32, 0.1, 0.1, 0.15, 0.5, 0.5, 0.3, 0.3, 0.4, 0.4, 0.4]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let names = vec!["square".into(), "ellipse".into(), "heart".into()];
+    SpriteGenerator::from_parts(
+        "random".into(),
+        String::new(),
+        prior,
+        mean,
+        std,
+        PRIOR_DIFFUSION_STEPS,
+        names,
+    )
+    .unwrap()
+    .with_steps(steps)
+    .unwrap()
+}
+
+#[test]
+fn the_skip_gradient_is_the_decoder_gradient_at_the_generated_latent_and_full_backprop_is_exact() {
+    let g = random_sprite_generator(4);
+    let d = g.latent_dim();
+    // Small starting latents: the sampler scales z_T by about 1/√ᾱ_T ≈ 15 on the way to z₀.
+    let z = (Tensor::from_vec(
+        latent_workbench::core::diffusion::Rng::new(1).normals_f32(2 * d),
+        (2, d),
+        &Device::Cpu,
+    )
+    .unwrap()
+        * 0.05)
+        .unwrap();
+    let cond = g.condition_embedding(&[0, 2]).unwrap();
+    // A fixed random linear readout of the image as the loss.
+    let probe = Tensor::from_vec(
+        latent_workbench::core::diffusion::Rng::new(2).normals_f32(2 * 3 * 64 * 64),
+        (2, 3, 64, 64),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let loss_of = |images: &Tensor| (images * &probe).unwrap().sum_all().unwrap();
+    let grad = |path: GradientPath, at: &Tensor| {
+        let var = Var::from_tensor(at).unwrap();
+        let l = loss_of(&g.generate(var.as_tensor(), &cond, path).unwrap());
+        l.backward().unwrap().get(var.as_tensor()).unwrap().clone()
+    };
+    let skip = grad(GradientPath::Skip { exact_last: 0 }, &z);
+    // The same images with no gradient path give the same pixels.
+    let plain = g.generate(&z, &cond, GradientPath::None).unwrap();
+    let tracked = g.generate(&z, &cond, GradientPath::Skip { exact_last: 0 }).unwrap();
+    assert_eq!(max_abs(&(plain - &tracked).unwrap()), 0.0);
+    // The skip gradient is the decoder's gradient at the generated latent z₀: the residual path
+    // stands in for dz₀/dz_T with the identity.
+    let z0 = Var::from_tensor(&g.denoise(&z, &cond, GradientPath::None).unwrap()).unwrap();
+    let decoder_grad = loss_of(&g.decode_standardised(z0.as_tensor()).unwrap())
+        .backward()
+        .unwrap()
+        .get(z0.as_tensor())
+        .unwrap()
+        .clone();
+    assert_eq!(skip.to_vec2::<f32>().unwrap(), decoder_grad.to_vec2::<f32>().unwrap());
+    // Full backpropagation matches central finite differences of the loss along a direction
+    // (without the x̂₀ clamp, which makes the sampler piecewise).
+    let g = random_sprite_generator(4).with_x0_clip(None);
+    let grad = |path: GradientPath, at: &Tensor| {
+        let var = Var::from_tensor(at).unwrap();
+        let l = loss_of(&g.generate(var.as_tensor(), &cond, path).unwrap());
+        l.backward().unwrap().get(var.as_tensor()).unwrap().clone()
+    };
+    let skip = grad(GradientPath::Skip { exact_last: 0 }, &z);
+    let full = grad(GradientPath::Full, &z);
+    let dir = Tensor::from_vec(
+        latent_workbench::core::diffusion::Rng::new(3).normals_f32(2 * d),
+        (2, d),
+        &Device::Cpu,
+    )
+    .unwrap();
+    // The sampler multiplies z_T by about 15 on its way to z₀: a small step, a loose tolerance.
+    let h = 3e-4;
+    let at = |s: f64| {
+        let zz = (&z + (&dir * s).unwrap()).unwrap();
+        loss_of(&g.generate(&zz, &cond, GradientPath::None).unwrap())
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    };
+    let fd = (at(h) - at(-h)) / (2.0 * h);
+    assert!(max_abs(&full) > 1e-2, "a gradient to check");
+    let analytic = (&full * &dir).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+    assert!(
+        (fd - analytic).abs() <= 0.1 * analytic.abs().max(1.0),
+        "fd {fd} vs backprop {analytic}"
+    );
+    // The skip gradient is an approximation: it differs from the exact one, and exact_last = all
+    // steps gives the exact one back.
+    let exact_all = grad(GradientPath::Skip { exact_last: 4 }, &z);
+    let diff = |a: &Tensor, b: &Tensor| max_abs(&(a - b).unwrap());
+    let top = max_abs(&full);
+    assert!(diff(&exact_all, &full) < 1e-4 * top.max(1.0));
+    assert!(diff(&skip, &full) > 0.01 * top, "{} vs {top}", diff(&skip, &full));
+}
+
+/// max |t|.
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+}
