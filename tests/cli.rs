@@ -279,4 +279,16 @@ fn sage_searches_the_demo_generator_and_writes_a_run_folder() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("triangle"));
     let bad = run(&["sage", "--objective", "switch", "-o", s(&out)]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--target"));
+    // A person's verdicts land in the report: SSR(H) over the judged candidates.
+    let v = json(&["sage", "--accept", "0", "--reject", "1,2", "-o", s(&out), "--json"]);
+    assert_eq!(v["summary"]["human_judged"], 3, "{v}");
+    assert!(
+        (v["summary"]["ssr_human"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9,
+        "{v}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["candidates"][0]["human"], true);
+    assert_eq!(report["candidates"][2]["human"], false);
+    let bad = run(&["sage", "--accept", "7", "-o", s(&out)]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("restart 7"));
 }

@@ -89,6 +89,13 @@ pub struct SageArgs {
     /// Run every mode (skip, backprop, evolution, random) at this budget and print a table.
     #[arg(long)]
     pub compare: bool,
+    /// Record a person's verdicts in the output folder's report instead of searching: restart
+    /// indices judged real generator failures (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub accept: Vec<usize>,
+    /// Restart indices judged not to be generator failures (e.g. classifier errors).
+    #[arg(long, value_delimiter = ',')]
+    pub reject: Vec<usize>,
     #[arg(long)]
     pub json: bool,
 }
@@ -255,7 +262,39 @@ fn base_rates(setup: &Setup) -> anyhow::Result<serde_json::Value> {
         .into())
 }
 
+/// Writes human verdicts into `OUTPUT/report.json` and prints the updated summary.
+fn judge(args: &SageArgs) -> anyhow::Result<()> {
+    let path = args.output.join(report::REPORT_FILE);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("no search report to judge: {}", path.display()))?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a search report", path.display()))?;
+    let verdicts: Vec<(usize, bool)> = args
+        .accept
+        .iter()
+        .map(|&r| (r, true))
+        .chain(args.reject.iter().map(|&r| (r, false)))
+        .collect();
+    report::apply_verdicts(&mut value, &verdicts).with_context(|| path.display().to_string())?;
+    crate::io::atomic::write_bytes(&path, serde_json::to_string_pretty(&value)?.as_bytes())?;
+    if args.json {
+        print_json(&json!({"summary": value["summary"], "report": path.display().to_string()}))
+    } else {
+        let s = &value["summary"];
+        println!(
+            "{} judged; SSR(H) {} → {}",
+            s["human_judged"],
+            pct(s["ssr_human"].as_f64()),
+            path.display()
+        );
+        Ok(())
+    }
+}
+
 pub fn run(args: &SageArgs) -> anyhow::Result<()> {
+    if !args.accept.is_empty() || !args.reject.is_empty() {
+        return judge(args);
+    }
     let setup = Arc::new(load_setup(args)?);
     let names = setup.generator.class_names();
     if args.compare {

@@ -95,3 +95,28 @@ pub fn run_files(result: &SearchResult, info: &RunInfo) -> Result<Vec<OutputFile
     files.push(OutputFile::bytes(REPORT_FILE, report.into_bytes()));
     Ok(files)
 }
+
+/// Records a person's verdicts in a report (`true`: a real generator failure, `false`: not, e.g.
+/// a classifier error) by restart index, and recomputes SSR(H) and the number judged. Other
+/// verdicts are kept; an index with no candidate is an error.
+pub fn apply_verdicts(report: &mut Value, verdicts: &[(usize, bool)]) -> Result<()> {
+    let candidates = report["candidates"]
+        .as_array_mut()
+        .ok_or_else(|| SageError::Invalid("not a search report: no `candidates` list".into()))?;
+    for &(restart, verdict) in verdicts {
+        let c = candidates
+            .iter_mut()
+            .find(|c| c["restart"].as_u64() == Some(restart as u64))
+            .ok_or_else(|| SageError::Invalid(format!("no candidate of restart {restart} in the report")))?;
+        c["human"] = json!(verdict);
+    }
+    let judged: Vec<bool> = candidates.iter().filter_map(|c| c["human"].as_bool()).collect();
+    let accepted = judged.iter().filter(|v| **v).count();
+    report["summary"]["human_judged"] = json!(judged.len());
+    report["summary"]["ssr_human"] = if judged.is_empty() {
+        Value::Null
+    } else {
+        json!(accepted as f64 / judged.len() as f64)
+    };
+    Ok(())
+}
