@@ -117,6 +117,7 @@ fn gradient_search_finds_held_out_confirmed_failures_that_random_search_misses()
     let grad = run(&g, &e, config(Mode::Skip { exact_last: 0 }, 60));
     let random = run(&g, &e, config(Mode::Random, 60));
     assert_eq!(grad.generator_calls, random.generator_calls, "equal budgets");
+    assert_eq!(grad.image_shape, [3, 4, 4], "the toy's images");
     let (gs, rs) = (grad.summary(), random.summary());
     // Random draws keep the head start: 30 draws per restart rarely hold a 3.5σ one.
     assert!(rs.ssr_auto < 0.2, "{rs:?}");

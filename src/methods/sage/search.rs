@@ -254,6 +254,7 @@ pub struct SearchResult {
     pub history: Vec<IterationRecord>,
     pub generator_calls: usize,
     pub seconds: f64,
+    /// `[C, H, W]` of the generator's images.
     pub image_shape: [usize; 3],
 }
 
@@ -580,14 +581,14 @@ impl<'a> Search<'a> {
             observe(&record);
             state.history.push(record);
         }
-        let candidates = self.score_candidates(&state)?;
+        let (candidates, image_shape) = self.score_candidates(&state)?;
         Ok(SearchResult {
             config: cfg,
             candidates,
             history: state.history,
             generator_calls: iterations * calls_per_iteration * r,
             seconds: started.elapsed().as_secs_f64(),
-            image_shape: [3, 64, 64],
+            image_shape,
         })
     }
 
@@ -614,8 +615,15 @@ impl<'a> Search<'a> {
         Ok(())
     }
 
-    /// Generates each restart's best, scores it with every classifier and the normality test.
-    fn score_candidates(&self, state: &SearchState) -> std::result::Result<Vec<Candidate>, Stopped> {
+    /// Generates each restart's best, scores it with every classifier and the normality test;
+    /// also returns the generator's image shape `[C, H, W]`.
+    fn score_candidates(&self, state: &SearchState) -> std::result::Result<(Vec<Candidate>, [usize; 3]), Stopped> {
+        let mut image_shape = [0; 3];
+        let mut note_shape = |x: &Tensor| -> candle_core::Result<()> {
+            let (_, c, h, w) = x.dims4()?;
+            image_shape = [c, h, w];
+            Ok(())
+        };
         let cfg = self.config;
         let (r, m) = (cfg.restarts, state.width);
         let best = Tensor::from_vec(state.best.clone(), (r, m), &self.device)?;
@@ -640,6 +648,7 @@ impl<'a> Search<'a> {
                 for &k in &conditions {
                     let cond = self.generator.condition_embedding(&vec![k; r])?;
                     let x = self.generator.generate(&best, &cond, GradientPath::None)?;
+                    note_shape(&x)?;
                     scores.push(self.ensemble.scores(&x)?);
                     images.push(images_of(x)?);
                 }
@@ -653,6 +662,7 @@ impl<'a> Search<'a> {
                 let z = self.switch_latents(usize::MAX / 2, draws, 4)?;
                 let cond = best.unsqueeze(1)?.repeat((1, draws, 1))?.reshape((r * draws, m))?;
                 let x = self.generator.generate(&z, &cond, GradientPath::None)?;
+                note_shape(&x)?;
                 let scores = self.ensemble.scores(&x)?;
                 let imgs = images_of(x)?;
                 for k in 0..r {
@@ -692,7 +702,7 @@ impl<'a> Search<'a> {
                 images,
             });
         }
-        Ok(out)
+        Ok((out, image_shape))
     }
 
     /// Whether the ensemble (every member) and the held-out classifier see the failure.
