@@ -20,9 +20,10 @@ use rayon::prelude::*;
 /// Width and height in pixels.
 pub const SIZE: usize = 64;
 const SUPERSAMPLE: usize = 4;
-const BASE_HALF_SIZE_PX: f32 = 14.0;
-const CENTRE_MIN_PX: f32 = 20.0;
-const CENTRE_SPAN_PX: f32 = 24.0;
+/// A shape's half-size at scale 1, and the range its centre is drawn from (see the module doc).
+pub const BASE_HALF_SIZE_PX: f32 = 14.0;
+pub const CENTRE_MIN_PX: f32 = 20.0;
+pub const CENTRE_SPAN_PX: f32 = 24.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shape {

@@ -97,10 +97,6 @@ pub struct Scores {
 }
 
 impl Ensemble {
-    pub fn names(&self) -> Vec<String> {
-        self.members.iter().map(|(c, _)| c.name().to_string()).collect()
-    }
-
     /// Probabilities of every member and of the held-out classifier (no gradients kept).
     pub fn scores(&self, images: &Tensor) -> candle_core::Result<Scores> {
         let images = images.detach();

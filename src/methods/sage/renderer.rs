@@ -18,9 +18,6 @@ pub const CODE_DIM: usize = 11;
 const EDGE_PX: f64 = 0.6;
 /// Sharpness of the shape mixture: weights are softmax(5 · shape code).
 const SHAPE_SHARPNESS: f64 = 5.0;
-const BASE_HALF_SIZE_PX: f64 = 14.0;
-const CENTRE_MIN_PX: f64 = 20.0;
-const CENTRE_SPAN_PX: f64 = 24.0;
 
 /// The factor code of a sprite (one-hot shape, scale, cos/sin of rotation, x, y, RGB).
 pub fn encode(f: &Factors) -> [f32; CODE_DIM] {
@@ -42,11 +39,11 @@ pub fn render(codes: &Tensor) -> candle_core::Result<Tensor> {
     let dev = codes.device();
     let col = |i: usize| codes.narrow(1, i, 1).map(|t| t.reshape((b, 1, 1)));
     let (scale, c, sn, x, y) = (col(3)??, col(4)??, col(5)??, col(6)??, col(7)??);
-    let half = (scale.clamp(0.2, 2.0)? * BASE_HALF_SIZE_PX)?;
+    let half = (scale.clamp(0.2, 2.0)? * f64::from(sprites::BASE_HALF_SIZE_PX))?;
     let norm = (c.sqr()? + sn.sqr()?)?.affine(1.0, 1e-6)?.sqrt()?;
     let (c, sn) = (c.div(&norm)?, sn.div(&norm)?);
-    let cx = x.affine(CENTRE_SPAN_PX, CENTRE_MIN_PX)?;
-    let cy = y.affine(CENTRE_SPAN_PX, CENTRE_MIN_PX)?;
+    let (span, min) = (f64::from(sprites::CENTRE_SPAN_PX), f64::from(sprites::CENTRE_MIN_PX));
+    let (cx, cy) = (x.affine(span, min)?, y.affine(span, min)?);
     let (cols, rows) = pixel_grid(dev)?;
     // Screen rows grow downwards; shapes are defined with v up (as `sprites::coverage`).
     let px = cols.broadcast_sub(&cx)?;
