@@ -104,7 +104,7 @@ fn config(mode: Mode, budget: usize) -> SearchConfig {
 
 fn run(g: &dyn Generator, e: &Ensemble, cfg: SearchConfig) -> latent_workbench::methods::sage::search::SearchResult {
     let search = Search::new(g, e, cfg).unwrap();
-    match search.run(search.initial_state().unwrap(), &JobContext::detached(), &mut |_| {}) {
+    match search.run(search.initial_state().unwrap(), &JobContext::detached(), &mut |_, _| {}) {
         Ok(r) => r,
         Err(Stopped::Failed(e)) => panic!("{e}"),
         Err(Stopped::Cancelled(_)) => panic!("cancelled"),
@@ -158,7 +158,7 @@ fn a_run_repeats_exactly_and_a_cancelled_run_resumes_to_the_same_result() {
         let (g, e) = (ToyGenerator::new(), toy_ensemble());
         let search = Search::new(&g, &e, cfg).unwrap();
         let mut seen = 0;
-        let out = search.run(search.initial_state().unwrap(), ctx, &mut |_| {
+        let out = search.run(search.initial_state().unwrap(), ctx, &mut |_, _| {
             seen += 1;
             if seen == 5 {
                 ctx.progress().cancel();
@@ -172,7 +172,7 @@ fn a_run_repeats_exactly_and_a_cancelled_run_resumes_to_the_same_result() {
     let saved: SearchState = serde_json::from_str(&h.wait().unwrap()).unwrap();
     assert_eq!(saved.iteration, 5, "stops within one iteration of the request");
     let search = Search::new(&g, &e, cfg).unwrap();
-    let resumed = match search.run(saved.clone(), &JobContext::detached(), &mut |_| {}) {
+    let resumed = match search.run(saved.clone(), &JobContext::detached(), &mut |_, _| {}) {
         Ok(r) => r,
         Err(_) => panic!("resume failed"),
     };
@@ -181,9 +181,43 @@ fn a_run_repeats_exactly_and_a_cancelled_run_resumes_to_the_same_result() {
     // Settings that differ from the saved ones are refused.
     let other = Search::new(&g, &e, SearchConfig { lr: 0.2, ..cfg }).unwrap();
     assert!(matches!(
-        other.run(saved, &JobContext::detached(), &mut |_| {}),
+        other.run(saved, &JobContext::detached(), &mut |_, _| {}),
         Err(Stopped::Failed(_))
     ));
+}
+
+#[test]
+fn the_live_preview_shows_the_best_restart_as_its_candidate_is_drawn() {
+    let (g, e) = (ToyGenerator::new(), toy_ensemble());
+    let cfg = config(Mode::Backprop, 20);
+    let search = Search::new(&g, &e, cfg).unwrap();
+    let mut last: Option<SearchState> = None;
+    let result = match search.run(search.initial_state().unwrap(), &JobContext::detached(), &mut |_, s| {
+        last = Some(s.clone());
+    }) {
+        Ok(r) => r,
+        Err(_) => panic!("the search failed"),
+    };
+    let state = last.expect("the observer saw every iteration");
+    let (k, image) = search.preview(&state).unwrap().expect("a best restart");
+    let lowest = (0..cfg.restarts)
+        .min_by(|&a, &b| {
+            result.candidates[a]
+                .objective_value
+                .total_cmp(&result.candidates[b].objective_value)
+        })
+        .unwrap();
+    assert_eq!(k, lowest);
+    let drawn = image.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(
+        drawn, result.candidates[k].images[0],
+        "the same latent under the searched class"
+    );
+    let fresh = search.initial_state().unwrap();
+    assert!(
+        search.preview(&fresh).unwrap().is_none(),
+        "nothing to show before the first iteration"
+    );
 }
 
 #[test]

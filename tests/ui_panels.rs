@@ -80,13 +80,7 @@ fn every_tab_opens() {
                 h.get_by_label("Wavelet tree (WaLa, stage 1)");
             }
             Tab::FailureSearch => {
-                h.get_by_label("Not built yet.");
-                // The engine exists: the tab says where to run it today.
-                h.get_by_label(
-                    "Planned in issue #6 (SAGE). The search itself is built and runs from the command line: \
-                     `latent-workbench sage --class heart -o run/` searches the demo generator and writes report.json \
-                     and a gallery (see the README).",
-                );
+                h.get_by_label("Failure search: adversarial search of a generator (SAGE)");
             }
         }
     }

@@ -134,6 +134,8 @@ impl WorkbenchApp {
             if tab == Tab::Shapes {
                 app.push(Command::AddDemoShapes);
                 app.session.shapes.demo_pending = true;
+            } else if tab == Tab::FailureSearch {
+                app.session.failure_search.run_on_open = true;
             } else {
                 let waker = app.session.waker.clone();
                 app.session.interpolation.run_demo(waker);
@@ -172,6 +174,7 @@ impl WorkbenchApp {
             || self.session.attributes.busy()
             || self.session.stitching.busy()
             || self.session.shapes.busy()
+            || self.session.failure_search.busy()
     }
 
     fn show_tab(&mut self, tab: Tab) {

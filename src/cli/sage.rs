@@ -5,13 +5,11 @@
 
 use super::{print_json, progress};
 use crate::core::jobs::JobError;
-use crate::core::manifest::find_entry;
-use crate::methods::sage::classifier::{Ensemble, ImageClassifier, load_classifier};
-use crate::methods::sage::generator::{Generator, SpriteGenerator};
+use crate::methods::sage::generator::Generator;
 use crate::methods::sage::naturalness::Naturalness;
-use crate::methods::sage::quality::conditional_accuracy;
 use crate::methods::sage::report::{self, RunInfo};
 use crate::methods::sage::search::{Mode, Objective, Search, SearchConfig, SearchResult, SearchState, Stopped};
+use crate::methods::sage::setup::{CLASSIFIER_FAMILY, GENERATOR_FAMILY, ModelRef, SageSetup, SetupSpec};
 use anyhow::{Context, bail};
 use candle_core::Device;
 use serde_json::json;
@@ -100,53 +98,25 @@ pub struct SageArgs {
     pub json: bool,
 }
 
-const STATE_FILE: &str = "state.json";
-
-struct Setup {
-    generator: SpriteGenerator,
-    ensemble: Ensemble,
-    models: serde_json::Value,
-}
-
-fn load_any_classifier(spec: &str, device: &Device) -> anyhow::Result<Box<dyn ImageClassifier>> {
-    let dir = find_entry(spec, "relreps")
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("classifier {spec}"))?
-        .dir;
-    Ok(load_classifier(&dir, device)?)
-}
-
-fn sha_of(spec: &str) -> String {
-    find_entry(spec, "relreps")
-        .map(|e| e.manifest.sha256)
-        .unwrap_or_default()
-}
-
-fn load_setup(args: &SageArgs) -> anyhow::Result<Setup> {
-    let device = Device::Cpu;
-    let entry = find_entry(&args.generator, "sage").map_err(anyhow::Error::msg)?;
-    let generator = SpriteGenerator::load(&entry.dir, &device)?.with_steps(args.steps)?;
-    if args.classifiers.is_empty() {
+/// The generator, ensemble and judge the options name.
+fn load_setup(args: &SageArgs) -> anyhow::Result<SageSetup> {
+    let find = |spec: &str, family: &str| ModelRef::find(spec, family).with_context(|| format!("model {spec}"));
+    let spec = SetupSpec {
+        generator: find(&args.generator, GENERATOR_FAMILY)?,
+        classifiers: args
+            .classifiers
+            .iter()
+            .map(|c| find(c, CLASSIFIER_FAMILY))
+            .collect::<anyhow::Result<_>>()?,
+        held_out: (args.held_out != "none")
+            .then(|| find(&args.held_out, CLASSIFIER_FAMILY))
+            .transpose()?,
+        steps: args.steps,
+    };
+    if spec.classifiers.is_empty() {
         bail!("the ensemble needs at least one --classifier");
     }
-    let members = args
-        .classifiers
-        .iter()
-        .map(|c| Ok((load_any_classifier(c, &device)?, 1.0)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let held_out = (args.held_out != "none")
-        .then(|| load_any_classifier(&args.held_out, &device))
-        .transpose()?;
-    let models = json!({
-        "generator": {"name": generator.name(), "sha256": generator.sha256(), "sampler_steps": generator.steps()},
-        "ensemble": args.classifiers.iter().map(|c| json!({"name": c, "sha256": sha_of(c), "weight": 1.0})).collect::<Vec<_>>(),
-        "held_out": (args.held_out != "none").then(|| json!({"name": args.held_out, "sha256": sha_of(&args.held_out)})),
-    });
-    Ok(Setup {
-        generator,
-        ensemble: Ensemble { members, held_out },
-        models,
-    })
+    Ok(SageSetup::load(spec, &Device::Cpu)?)
 }
 
 fn class_index(names: &[String], spec: &str) -> anyhow::Result<usize> {
@@ -206,7 +176,7 @@ fn search_config(args: &SageArgs, names: &[String], mode: ModeArg) -> anyhow::Re
 
 /// Runs one search as a job; a cancelled one saves its state into `out` before reporting.
 fn run_search(
-    setup: Arc<Setup>,
+    setup: Arc<SageSetup>,
     config: SearchConfig,
     resume: Option<SearchState>,
     out: &Path,
@@ -219,7 +189,7 @@ fn run_search(
             Some(s) => s,
             None => search.initial_state()?,
         };
-        match search.run(state, ctx, &mut |_| {}) {
+        match search.run(state, ctx, &mut |_, _| {}) {
             Ok(r) => Ok(r),
             Err(Stopped::Cancelled(state)) => {
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(*state);
@@ -230,7 +200,7 @@ fn run_search(
     });
     if let Some(state) = saved.lock().unwrap_or_else(|p| p.into_inner()).take() {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-        let path = out.join(STATE_FILE);
+        let path = out.join(report::STATE_FILE);
         crate::io::atomic::write_bytes(&path, serde_json::to_string(&state)?.as_bytes())?;
         eprintln!(
             "sage: stopped at iteration {}; `--resume -o {}` continues it",
@@ -245,21 +215,6 @@ fn run_search(
 fn write_run(out: &Path, result: &SearchResult, info: &RunInfo) -> anyhow::Result<serde_json::Value> {
     crate::io::output::write_all(out, &report::run_files(result, info)?)?;
     Ok(report::report_json(result, info))
-}
-
-/// The share of plain random draws each classifier labels as the conditioned class.
-fn base_rates(setup: &Setup) -> anyhow::Result<serde_json::Value> {
-    let mut all: Vec<&dyn ImageClassifier> = setup.ensemble.members.iter().map(|(c, _)| c.as_ref()).collect();
-    if let Some(h) = &setup.ensemble.held_out {
-        all.push(h.as_ref());
-    }
-    let rates = conditional_accuracy(&setup.generator, &all, 64, 11)?;
-    Ok(all
-        .iter()
-        .zip(rates)
-        .map(|(c, r)| (c.name().to_string(), json!(r)))
-        .collect::<serde_json::Map<_, _>>()
-        .into())
 }
 
 /// Writes human verdicts into `OUTPUT/report.json` and prints the updated summary.
@@ -302,7 +257,7 @@ pub fn run(args: &SageArgs) -> anyhow::Result<()> {
     }
     let config = search_config(args, &names, args.mode)?;
     let resume = if args.resume {
-        let path = args.output.join(STATE_FILE);
+        let path = args.output.join(report::STATE_FILE);
         let text = std::fs::read_to_string(&path).with_context(|| format!("nothing to resume: {}", path.display()))?;
         let state: SearchState =
             serde_json::from_str(&text).with_context(|| format!("{}: not a saved search", path.display()))?;
@@ -318,14 +273,10 @@ pub fn run(args: &SageArgs) -> anyhow::Result<()> {
         None
     };
     let result = run_search(setup.clone(), config, resume, &args.output)?;
-    let rates = base_rates(&setup)?;
-    let info = RunInfo {
-        models: setup.models.clone(),
-        class_names: names.clone(),
-        base_rates: rates.clone(),
-    };
+    let rates = setup.base_rates()?;
+    let info = setup.run_info(rates.clone());
     let report = write_run(&args.output, &result, &info)?;
-    let state = args.output.join(STATE_FILE);
+    let state = args.output.join(report::STATE_FILE);
     if state.is_file() {
         std::fs::remove_file(&state).with_context(|| format!("cannot remove {}", state.display()))?;
     }
@@ -363,13 +314,9 @@ fn pct(x: Option<f64>) -> String {
 
 /// Every mode at the same budget: SSR(A), held-out-confirmed rate and NGR (README table); each
 /// mode's run folder goes to OUTPUT/MODE.
-fn compare(args: &SageArgs, setup: Arc<Setup>, names: &[String]) -> anyhow::Result<()> {
-    let rates = base_rates(&setup)?;
-    let info = RunInfo {
-        models: setup.models.clone(),
-        class_names: names.to_vec(),
-        base_rates: rates.clone(),
-    };
+fn compare(args: &SageArgs, setup: Arc<SageSetup>, names: &[String]) -> anyhow::Result<()> {
+    let rates = setup.base_rates()?;
+    let info = setup.run_info(rates.clone());
     let mut rows = Vec::new();
     for mode in [ModeArg::Skip, ModeArg::Backprop, ModeArg::Evolution, ModeArg::Random] {
         let config = search_config(args, names, mode)?;

@@ -2,10 +2,10 @@
 
 pub mod attributes;
 pub mod data;
+pub mod failure_search;
 pub mod inspector;
 pub mod interpolation;
 pub mod log;
-pub mod placeholder;
 pub mod shapes;
 pub mod stitching;
 pub mod viewer;
@@ -36,8 +36,8 @@ impl egui_tiles::Behavior<Tab> for TabBehavior<'_> {
             Tab::Interpolation => interpolation::ui(ui, self.state, self.session, self.commands),
             Tab::Attributes => attributes::ui(ui, self.state, self.session, self.commands),
             Tab::Stitching => stitching::ui(ui, self.state, self.session, self.commands),
+            Tab::FailureSearch => failure_search::ui(ui, self.state, self.session, self.commands),
             Tab::Shapes => shapes::ui(ui, self.state, self.session, self.commands, &self.gpu_viewport),
-            other => placeholder::ui(ui, *other),
         });
         egui_tiles::UiResponse::None
     }

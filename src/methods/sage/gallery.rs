@@ -37,6 +37,38 @@ pub fn contact_sheet(candidates: &[&Candidate], h: usize, w: usize) -> Option<(u
     Some((width, height, out))
 }
 
+/// The images of one contact-sheet row (a candidate's picture, `candidates/NNN.png`) back as
+/// planar RGB `3 × h × w` in [0, 1] (quantised to 1/255), for a run folder opened again. None when
+/// the picture is not such a row.
+pub fn split_row(width: usize, height: usize, rgb: &[u8], h: usize, w: usize) -> Option<Vec<Vec<f32>>> {
+    if height != h + 2 * GAP
+        || width < w + 2 * GAP
+        || !(width - GAP).is_multiple_of(w + GAP)
+        || rgb.len() != width * height * 3
+    {
+        return None;
+    }
+    let cols = (width - GAP) / (w + GAP);
+    let plane = h * w;
+    Some(
+        (0..cols)
+            .map(|col| {
+                let x0 = GAP + col * (w + GAP);
+                let mut planar = vec![0.0f32; 3 * plane];
+                for y in 0..h {
+                    for x in 0..w {
+                        let src = ((GAP + y) * width + x0 + x) * 3;
+                        for c in 0..3 {
+                            planar[c * plane + y * w + x] = f32::from(rgb[src + c]) / 255.0;
+                        }
+                    }
+                }
+                planar
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +101,8 @@ mod tests {
         assert_eq!(at(GAP, GAP), [255, 0, 0]);
         assert_eq!(at(GAP + 2 + GAP + 1, GAP), [0, 0, 255]);
         assert_eq!(at(0, 0), [96, 96, 96]);
+        // And back: the row splits into the candidate's images.
+        assert_eq!(split_row(w, h, &px, 1, 2), Some(cand.images.clone()));
+        assert_eq!(split_row(w, h, &px, 1, 3), None, "another tile size does not fit");
     }
 }

@@ -12,6 +12,7 @@
 //! - [`naturalness`]: the typical-set penalty and projection, the KS normality test (NGR).
 //! - [`search`]: the three failure objectives, four modes, restarts, resumable state, scoring
 //!   and the SSR/NGR summary.
+//! - [`setup`]: the models a search runs against, loaded once (CLI and panel alike).
 //! - [`demo_train`], [`quality`]: the demo's trainers and the generator's base rate.
 
 pub mod classifier;
@@ -25,5 +26,6 @@ pub mod quality;
 pub mod renderer;
 pub mod report;
 pub mod search;
+pub mod setup;
 
 pub use error::{Result, SageError};

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 pub const REPORT_FILE: &str = "report.json";
 pub const GALLERY_FILE: &str = "gallery.png";
 pub const LATENTS_FILE: &str = "latents.safetensors";
+/// A paused search's state (resumable by the CLI's `--resume` and the panel's Open run).
+pub const STATE_FILE: &str = "state.json";
 
 /// What the report says about the setup besides the result itself.
 #[derive(Clone, Debug, Default)]
@@ -54,6 +56,7 @@ pub fn report_json(result: &SearchResult, info: &RunInfo) -> Value {
         "models": info.models,
         "class_names": info.class_names,
         "config": result.config,
+        "image_shape": result.image_shape,
         "summary": result.summary(),
         "base_rates": info.base_rates,
         "gallery": any_found.then_some(GALLERY_FILE),
@@ -94,6 +97,32 @@ pub fn run_files(result: &SearchResult, info: &RunInfo) -> Result<Vec<OutputFile
         .map_err(|e| SageError::Invalid(format!("report: {e}")))?;
     files.push(OutputFile::bytes(REPORT_FILE, report.into_bytes()));
     Ok(files)
+}
+
+/// A search result and its setup read back from a report (to judge it again, or to show it in the
+/// panel). Errors say which part is missing or malformed.
+pub fn read_report(report: &Value) -> Result<(SearchResult, RunInfo)> {
+    fn field<T: serde::de::DeserializeOwned>(report: &Value, key: &str) -> Result<T> {
+        let v = report
+            .get(key)
+            .ok_or_else(|| SageError::Invalid(format!("not a search report: no `{key}`")))?;
+        serde_json::from_value(v.clone()).map_err(|e| SageError::Invalid(format!("search report `{key}`: {e}")))
+    }
+    let summary: super::search::Summary = field(report, "summary")?;
+    let result = SearchResult {
+        config: field(report, "config")?,
+        candidates: field(report, "candidates")?,
+        history: field(report, "history")?,
+        generator_calls: summary.generator_calls,
+        seconds: summary.seconds,
+        image_shape: field(report, "image_shape")?,
+    };
+    let info = RunInfo {
+        models: report.get("models").cloned().unwrap_or_default(),
+        class_names: field(report, "class_names")?,
+        base_rates: report.get("base_rates").cloned().unwrap_or_default(),
+    };
+    Ok((result, info))
 }
 
 /// Records a person's verdicts in a report (`true`: a real generator failure, `false`: not, e.g.

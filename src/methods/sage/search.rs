@@ -145,7 +145,7 @@ impl SearchConfig {
         (self.budget / self.calls_per_iteration(conditions)).max(1)
     }
 
-    fn validate(&self, conditions: usize) -> Result<()> {
+    pub fn validate(&self, conditions: usize) -> Result<()> {
         let bad = |m: String| Err(SageError::Invalid(m));
         if self.class >= conditions {
             return bad(format!("class {} but the generator knows {conditions}", self.class));
@@ -478,12 +478,13 @@ impl<'a> Search<'a> {
 
     /// Runs the search from `state` (from [`Search::initial_state`] or a cancelled run) to the end
     /// of its budget. Cancellation is checked before every iteration; a cancelled search hands
-    /// back its state. `observe` sees every iteration's record (live curves).
+    /// back its state. `observe` sees every iteration's record (live curves) and the state after
+    /// it (for [`Search::preview`]).
     pub fn run(
         &self,
         mut state: SearchState,
         ctx: &JobContext,
-        observe: &mut dyn FnMut(&IterationRecord),
+        observe: &mut dyn FnMut(&IterationRecord, &SearchState),
     ) -> std::result::Result<SearchResult, Stopped> {
         let started = std::time::Instant::now();
         let cfg = self.config;
@@ -578,7 +579,7 @@ impl<'a> Search<'a> {
                 state.iteration as f32 / iterations as f32,
                 format!("{label}: {}/{iterations}, loss {:.3}", state.iteration, record.loss),
             );
-            observe(&record);
+            observe(&record, &state);
             state.history.push(record);
         }
         let (candidates, image_shape) = self.score_candidates(&state)?;
@@ -590,6 +591,37 @@ impl<'a> Search<'a> {
             seconds: started.elapsed().as_secs_f64(),
             image_shape,
         })
+    }
+
+    /// The restart with the lowest objective so far and its current best image `[1, C, H, W]`
+    /// under the searched condition (a condition switch: its embedding on one fixed fresh
+    /// latent), for a live view; not counted in the budget. None before the first iteration.
+    pub fn preview(&self, state: &SearchState) -> Result<Option<(usize, Tensor)>> {
+        let Some((k, _)) = state
+            .best_loss
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_finite() && **l < f32::MAX)
+            .min_by(|a, b| a.1.total_cmp(b.1))
+        else {
+            return Ok(None);
+        };
+        let m = state.width;
+        let best = Tensor::from_vec(state.best[k * m..(k + 1) * m].to_vec(), (1, m), &self.device)
+            .map_err(SageError::compute("preview"))?;
+        let (z, cond) = if self.searches_embedding() {
+            let d = self.generator.latent_dim();
+            let z = Tensor::from_vec(rng_for(self.config.seed, k, 0, 5).normals_f32(d), (1, d), &self.device)
+                .map_err(SageError::compute("preview"))?;
+            (z, best)
+        } else {
+            (best, self.class_embedding.clone())
+        };
+        let image = self
+            .generator
+            .generate(&z, &cond, GradientPath::None)
+            .map_err(SageError::compute("preview"))?;
+        Ok(Some((k, image)))
     }
 
     fn adam_update(&self, state: &mut SearchState, v: &Tensor, g: &Tensor) -> candle_core::Result<()> {

@@ -1,0 +1,811 @@
+//! The Failure search tab (SAGE, issue #6): choose a generator, an ensemble of classifiers and a
+//! held-out judge, a class, an objective and a search mode with its budget; watch the loss and
+//! every classifier's probability per iteration and the best image so far; judge the gallery of
+//! candidates (accept / reject, kept in the run's report.json); cancel and resume; save the run
+//! folder or open one saved before (a paused search's state.json resumes, a report is judged).
+//!
+//! The search is `methods::sage` run in one background job (`compute`); the panel lays out.
+
+pub mod compute;
+mod gallery;
+mod live;
+
+use crate::app::{AppState, Command, Session};
+use crate::core::jobs::{self, JobError, JobHandle};
+use crate::methods::sage::naturalness::Naturalness;
+use crate::methods::sage::report;
+use crate::methods::sage::search::{Mode, Objective, SearchConfig, SearchState};
+use crate::methods::sage::setup::{CLASSIFIER_FAMILY, GENERATOR_FAMILY, ModelRef, SetupSpec};
+use compute::{Finished, LiveView, Loaded, Outcome, Output};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const JOB_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// Width of the settings column.
+const SIDE_WIDTH: f32 = 280.0;
+
+/// The failure types a search can look for (`search::Objective` without its target).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectiveChoice {
+    /// Natural images of something else under the class's condition.
+    #[default]
+    Unrelated,
+    /// Latents that fail whatever the condition.
+    Distorted,
+    /// A condition embedding that switches the content to a target class.
+    Switch,
+}
+
+impl ObjectiveChoice {
+    pub const ALL: [ObjectiveChoice; 3] = [Self::Unrelated, Self::Distorted, Self::Switch];
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unrelated => "unrelated output",
+            Self::Distorted => "distorted under every condition",
+            Self::Switch => "condition switch",
+        }
+    }
+}
+
+/// How the search moves (`search::Mode` with the CLI's defaults for its parameters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModeChoice {
+    /// SAGE's approximate gradient (skip connection to the starting noise).
+    #[default]
+    Skip,
+    Backprop,
+    Evolution,
+    Random,
+}
+
+impl ModeChoice {
+    pub const ALL: [ModeChoice; 4] = [Self::Skip, Self::Backprop, Self::Evolution, Self::Random];
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Skip => "gradient, SAGE skip",
+            Self::Backprop => "gradient, full backprop",
+            Self::Evolution => "evolution strategy",
+            Self::Random => "random search",
+        }
+    }
+    fn mode(self) -> Mode {
+        match self {
+            Self::Skip => Mode::Skip { exact_last: 0 },
+            Self::Backprop => Mode::Backprop,
+            Self::Evolution => Mode::Evolution {
+                population: 8,
+                sigma: 0.1,
+            },
+            Self::Random => Mode::Random,
+        }
+    }
+}
+
+/// What the panel remembers across restarts.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct FailureSearchSettings {
+    pub generator: String,
+    /// The ensemble (registered classifier names).
+    pub classifiers: Vec<String>,
+    /// The held-out judge; empty for none.
+    pub held_out: String,
+    /// Index of the class whose failures are sought.
+    pub class: usize,
+    pub objective: ObjectiveChoice,
+    /// The class a condition switch should produce.
+    pub target: usize,
+    pub mode: ModeChoice,
+    pub restarts: usize,
+    /// Generator calls per restart (a gradient evaluation counts two).
+    pub budget: usize,
+    pub lr: f64,
+    /// DDIM steps of the generator during the search.
+    pub steps: usize,
+    pub seed: u64,
+    /// Show every restart in the gallery, not only the failures the ensemble found.
+    pub show_all: bool,
+    /// The last run folder saved or opened.
+    pub run_dir: String,
+}
+
+impl Default for FailureSearchSettings {
+    fn default() -> Self {
+        Self {
+            generator: "sage-sprites-generator".into(),
+            classifiers: vec!["relreps-sprites-a".into(), "relreps-sprites-b".into()],
+            held_out: "relreps-sprites-wide".into(),
+            class: 2,
+            objective: ObjectiveChoice::Unrelated,
+            target: 0,
+            mode: ModeChoice::Skip,
+            restarts: 16,
+            budget: 100,
+            lr: 0.3,
+            steps: 10,
+            seed: 0,
+            show_all: false,
+            run_dir: String::new(),
+        }
+    }
+}
+
+impl FailureSearchSettings {
+    /// The search these settings describe.
+    pub fn config(&self) -> SearchConfig {
+        let objective = match self.objective {
+            ObjectiveChoice::Unrelated => Objective::Unrelated,
+            ObjectiveChoice::Distorted => Objective::Distorted,
+            ObjectiveChoice::Switch => Objective::SwitchCondition { target: self.target },
+        };
+        SearchConfig {
+            objective,
+            class: self.class,
+            mode: self.mode.mode(),
+            restarts: self.restarts.max(1),
+            budget: self.budget.max(1),
+            lr: self.lr,
+            seed: self.seed,
+            naturalness: Naturalness::default(),
+            ..SearchConfig::default()
+        }
+    }
+
+    /// Takes the search settings of a saved run (models stay as chosen).
+    fn adopt(&mut self, c: &SearchConfig) {
+        self.class = c.class;
+        self.restarts = c.restarts;
+        self.budget = c.budget;
+        self.lr = c.lr;
+        self.seed = c.seed;
+        match c.objective {
+            Objective::Unrelated => self.objective = ObjectiveChoice::Unrelated,
+            Objective::Distorted => self.objective = ObjectiveChoice::Distorted,
+            Objective::SwitchCondition { target } => {
+                self.objective = ObjectiveChoice::Switch;
+                self.target = target;
+            }
+        }
+        self.mode = match c.mode {
+            Mode::Skip { .. } => ModeChoice::Skip,
+            Mode::Backprop => ModeChoice::Backprop,
+            Mode::Evolution { .. } => ModeChoice::Evolution,
+            Mode::Random => ModeChoice::Random,
+        };
+    }
+
+    /// The models to load, or which one is missing from the registry.
+    pub fn spec(&self, session: &Session) -> Result<SetupSpec, String> {
+        let find = |name: &str, family: &str| {
+            session
+                .models
+                .iter()
+                .find(|m| m.manifest.family == family && m.manifest.name == name)
+                .map(ModelRef::from_entry)
+                .ok_or_else(|| format!("{name} is not a registered {family} model"))
+        };
+        if self.classifiers.is_empty() {
+            return Err("Tick at least one classifier for the ensemble.".into());
+        }
+        Ok(SetupSpec {
+            generator: find(&self.generator, GENERATOR_FAMILY)?,
+            classifiers: self
+                .classifiers
+                .iter()
+                .map(|c| find(c, CLASSIFIER_FAMILY))
+                .collect::<Result<_, _>>()?,
+            held_out: (!self.held_out.is_empty())
+                .then(|| find(&self.held_out, CLASSIFIER_FAMILY))
+                .transpose()?,
+            steps: self.steps.max(1),
+        })
+    }
+}
+
+/// What a file job brought back.
+enum FileDone {
+    Saved(PathBuf),
+    Opened(Box<OpenedRun>),
+    Nothing,
+}
+
+/// A run folder read back: a finished report, a paused state, or both.
+struct OpenedRun {
+    dir: PathBuf,
+    finished: Option<Finished>,
+    paused: Option<SearchState>,
+}
+
+/// Per-session state of the panel (jobs, results, textures); never persisted.
+#[derive(Default)]
+pub struct FailureSearchRuntime {
+    loaded: Option<Arc<Loaded>>,
+    loading: Option<JobHandle<Arc<Loaded>>>,
+    job: Option<JobHandle<Output>>,
+    live: LiveView,
+    /// A cancelled search, ready to resume.
+    paused: Option<SearchState>,
+    finished: Option<Finished>,
+    /// Verdicts or a result not yet written to a run folder.
+    pub unsaved: bool,
+    /// The folder the shown run was saved to or opened from.
+    run_dir: Option<PathBuf>,
+    file_job: Option<JobHandle<FileDone>>,
+    pub error: Option<String>,
+    gallery: gallery::GalleryView,
+    live_view: live::LiveTextures,
+    opened: bool,
+    /// Start a search with the current settings as soon as the models are in (`gui --run-demo`).
+    pub run_on_open: bool,
+}
+
+impl FailureSearchRuntime {
+    /// Whether loading, a search or a file job runs.
+    pub fn busy(&self) -> bool {
+        self.loading.is_some() || self.job.is_some() || self.file_job.is_some() || self.run_on_open
+    }
+    /// The finished search shown (tests read it).
+    pub fn result(&self) -> Option<&crate::methods::sage::search::SearchResult> {
+        self.finished.as_ref().map(|f| &f.result)
+    }
+    /// The paused search, if any.
+    pub fn paused(&self) -> Option<&SearchState> {
+        self.paused.as_ref()
+    }
+    pub fn class_names(&self) -> Option<Vec<String>> {
+        use crate::methods::sage::generator::Generator;
+        self.loaded.as_ref().map(|l| l.setup.generator.class_names())
+    }
+    /// Every iteration record the live view holds.
+    pub fn live_iterations(&self) -> usize {
+        self.live.lock().map_or(0, |l| l.records.len())
+    }
+
+    /// Starts a search (from `resume`, or fresh); a running one is cancelled first.
+    pub fn start(
+        &mut self,
+        spec: SetupSpec,
+        config: SearchConfig,
+        resume: Option<SearchState>,
+        waker: Option<jobs::Waker>,
+    ) {
+        if let Some(old) = self.job.take() {
+            old.cancel();
+        }
+        self.error = None;
+        let cached = self.loaded.clone();
+        let live = self.live.clone();
+        let name = format!("Failure search ({})", config.mode.label());
+        self.job = Some(jobs::spawn(name, waker, move |ctx| {
+            compute::run(spec, cached, config, resume, live, ctx)
+        }));
+    }
+
+    /// Loads the models (for their class names and base rates) without searching.
+    fn preload(&mut self, spec: SetupSpec, waker: Option<jobs::Waker>) {
+        let cached = self.loaded.clone();
+        self.loading = Some(jobs::spawn("Loading the search's models", waker, move |ctx| {
+            compute::load(spec, cached, ctx)
+        }));
+    }
+
+    /// Sets a person's verdict on candidate `index` (None: not judged).
+    pub fn set_verdict(&mut self, index: usize, verdict: Option<bool>) {
+        if let Some(c) = self.finished.as_mut().and_then(|f| f.result.candidates.get_mut(index))
+            && c.human != verdict
+        {
+            c.human = verdict;
+            self.unsaved = true;
+        }
+    }
+
+    /// Writes the shown run (report with verdicts, gallery, candidates, latents) and a paused
+    /// state to `to`, or asks for a folder.
+    pub fn save(&mut self, to: Option<PathBuf>, waker: Option<jobs::Waker>) {
+        let finished = self.finished.as_ref().map(|f| Finished {
+            result: f.result.clone(),
+            info: f.info.clone(),
+        });
+        let paused = self.paused.clone();
+        if finished.is_none() && paused.is_none() {
+            return;
+        }
+        self.file_job = Some(jobs::spawn("Save the search run", waker, move |ctx| {
+            let Some(dir) = to.or_else(|| pick_folder("Save the run into a folder")) else {
+                return Ok(FileDone::Nothing);
+            };
+            ctx.set(0.3, "writing the run folder");
+            if let Some(f) = &finished {
+                compute::save_run(&dir, f)?;
+            }
+            if let Some(s) = &paused {
+                compute::save_state(&dir, s)?;
+            }
+            Ok(FileDone::Saved(dir))
+        }));
+    }
+
+    /// Opens a run folder: its report (to judge) and a paused state (to resume).
+    pub fn open(&mut self, from: Option<PathBuf>, waker: Option<jobs::Waker>) {
+        self.file_job = Some(jobs::spawn("Open a search run", waker, move |_| {
+            let Some(dir) = from.or_else(|| pick_folder("Open a search run folder")) else {
+                return Ok(FileDone::Nothing);
+            };
+            open_run(dir).map(|r| FileDone::Opened(Box::new(r)))
+        }));
+    }
+
+    fn poll(&mut self, settings: &mut FailureSearchSettings, log: &mut crate::app::notify::Log) {
+        if let Some(l) = finished_job(&mut self.loading, &mut self.error, log) {
+            self.loaded = Some(l);
+        }
+        if let Some(out) = finished_job(&mut self.job, &mut self.error, log) {
+            self.loaded = Some(out.loaded);
+            match out.outcome {
+                Outcome::Done(f) => {
+                    let s = f.result.summary();
+                    log.info(format!(
+                        "Failure search: {} of {} restarts failed the ensemble ({} generator calls, {:.1} s)",
+                        f.result.candidates.iter().filter(|c| c.auto_success).count(),
+                        s.restarts,
+                        s.generator_calls,
+                        s.seconds
+                    ));
+                    self.finished = Some(*f);
+                    self.paused = None;
+                    self.unsaved = true;
+                    self.run_dir = None;
+                    self.gallery.reset();
+                }
+                Outcome::Paused(state) => {
+                    log.info(format!(
+                        "Failure search paused at iteration {}; Resume continues it",
+                        state.iteration
+                    ));
+                    self.paused = Some(*state);
+                }
+            }
+        }
+        match finished_job(&mut self.file_job, &mut self.error, log) {
+            Some(FileDone::Saved(dir)) => {
+                log.info(format!("Failure search: run saved to {}", dir.display()));
+                settings.run_dir = dir.display().to_string();
+                self.run_dir = Some(dir);
+                self.unsaved = false;
+            }
+            Some(FileDone::Opened(run)) => {
+                let OpenedRun { dir, finished, paused } = *run;
+                log.info(format!("Failure search: opened {}", dir.display()));
+                if let Some(c) = paused
+                    .as_ref()
+                    .map(|s| s.config)
+                    .or(finished.as_ref().map(|f| f.result.config))
+                {
+                    settings.adopt(&c);
+                }
+                settings.run_dir = dir.display().to_string();
+                if finished.is_some() {
+                    self.finished = finished;
+                    self.gallery.reset();
+                    self.unsaved = false;
+                }
+                self.paused = paused;
+                self.run_dir = Some(dir);
+            }
+            Some(FileDone::Nothing) | None => {}
+        }
+    }
+}
+
+/// A native folder dialog (blocks the job's thread, not the UI); None when dismissed.
+fn pick_folder(title: &str) -> Option<PathBuf> {
+    rfd::FileDialog::new().set_title(title).pick_folder()
+}
+
+/// The value of a job that has finished successfully (the slot is then empty); a failure is
+/// logged and kept in `error`, a cancellation is dropped.
+fn finished_job<T>(
+    slot: &mut Option<JobHandle<T>>,
+    error: &mut Option<String>,
+    log: &mut crate::app::notify::Log,
+) -> Option<T> {
+    let result = slot.as_ref()?.poll()?;
+    *slot = None;
+    match result {
+        Ok(v) => Some(v),
+        Err(JobError::Cancelled) => None,
+        Err(e) => {
+            log.error(format!("Failure search: {e}"));
+            *error = Some(e.to_string());
+            None
+        }
+    }
+}
+
+/// Reads a run folder's report and paused state; an empty folder is an error that names it.
+fn open_run(dir: PathBuf) -> Result<OpenedRun, JobError> {
+    let read = |name: &str| -> Result<Option<String>, JobError> {
+        let path = dir.join(name);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        std::fs::read_to_string(&path)
+            .map(Some)
+            .map_err(|e| JobError::Failed(format!("cannot read {}: {e}", path.display())))
+    };
+    let bad = |name: &str, e: &dyn std::fmt::Display| JobError::Failed(format!("{}: {e}", dir.join(name).display()));
+    let finished = match read(report::REPORT_FILE)? {
+        Some(text) => {
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(report::REPORT_FILE, &e))?;
+            let (mut result, info) = report::read_report(&value).map_err(|e| bad(report::REPORT_FILE, &e))?;
+            attach_files(&dir, &mut result)?;
+            Some(Finished { result, info })
+        }
+        None => None,
+    };
+    let paused = match read(report::STATE_FILE)? {
+        Some(text) => Some(serde_json::from_str::<SearchState>(&text).map_err(|e| bad(report::STATE_FILE, &e))?),
+        None => None,
+    };
+    if finished.is_none() && paused.is_none() {
+        return Err(JobError::Failed(format!(
+            "{}: no {} or {} (not a search run folder)",
+            dir.display(),
+            report::REPORT_FILE,
+            report::STATE_FILE
+        )));
+    }
+    Ok(OpenedRun { dir, finished, paused })
+}
+
+/// The report leaves out each candidate's latent and pixels: they come back from
+/// latents.safetensors and candidates/NNN.png.
+fn attach_files(
+    dir: &std::path::Path,
+    result: &mut crate::methods::sage::search::SearchResult,
+) -> Result<(), JobError> {
+    let fail = |path: &std::path::Path, problem: String| JobError::Failed(format!("{}: {problem}", path.display()));
+    let latents = dir.join(report::LATENTS_FILE);
+    let tensors = crate::io::array::read_safetensors(&latents).map_err(|e| JobError::Failed(e.to_string()))?;
+    let t = tensors
+        .first()
+        .ok_or_else(|| fail(&latents, "holds no tensor".into()))?;
+    let n = result.candidates.len();
+    if t.shape().first() != Some(&n) || t.shape().len() != 2 {
+        return Err(fail(
+            &latents,
+            format!("shape {:?}, but the report lists {n} candidates", t.shape()),
+        ));
+    }
+    let m = t.shape()[1];
+    let [_, h, w] = result.image_shape;
+    for (k, c) in result.candidates.iter_mut().enumerate() {
+        c.variable = t.values()[k * m..(k + 1) * m].to_vec();
+        let path = dir.join(report::candidate_image_path(c));
+        let image = crate::io::image::read(&path).map_err(|e| JobError::Failed(e.to_string()))?;
+        let crate::core::image::ImageData::U8(px) = image.data() else {
+            return Err(fail(&path, "not an 8-bit picture".into()));
+        };
+        if image.channels() != crate::core::image::Channels::Rgb {
+            return Err(fail(&path, "not an RGB picture".into()));
+        }
+        c.images = crate::methods::sage::gallery::split_row(image.width(), image.height(), px, h, w)
+            .ok_or_else(|| fail(&path, format!("not a row of {w}×{h} tiles")))?;
+    }
+    Ok(())
+}
+
+/// Registered models of `family`, by name.
+fn model_names(session: &Session, family: &str) -> Vec<String> {
+    session
+        .models
+        .iter()
+        .filter(|m| m.manifest.family == family)
+        .map(|m| m.manifest.name.clone())
+        .collect()
+}
+
+pub fn ui(ui: &mut egui::Ui, state: &mut AppState, session: &mut Session, _commands: &mut Vec<Command>) {
+    let settings = &mut state.failure_search;
+    let mut rt = std::mem::take(&mut session.failure_search);
+    rt.poll(settings, &mut session.log);
+    if rt.busy() {
+        ui.ctx().request_repaint_after(JOB_POLL);
+    }
+    let spec = settings.spec(session);
+    // The tab loads its models on opening, for the class names and base rates.
+    if !rt.opened {
+        rt.opened = true;
+        if let Ok(spec) = &spec
+            && rt.loaded.is_none()
+        {
+            rt.preload(spec.clone(), session.waker.clone());
+        }
+    }
+    if rt.run_on_open && rt.loading.is_none() && rt.job.is_none() {
+        rt.run_on_open = false;
+        if let Ok(spec) = &spec {
+            rt.start(spec.clone(), settings.config(), None, session.waker.clone());
+        }
+    }
+    ui.heading("Failure search: adversarial search of a generator (SAGE)");
+    ui.horizontal_top(|ui| {
+        ui.vertical(|ui| {
+            ui.set_width(SIDE_WIDTH);
+            egui::ScrollArea::vertical()
+                .id_salt("sage_settings")
+                .show(ui, |ui| controls(ui, settings, session, &mut rt, &spec));
+        });
+        ui.separator();
+        ui.vertical(|ui| results(ui, settings, &mut rt, session.waker.clone()));
+    });
+    session.failure_search = rt;
+}
+
+/// A labelled combo box over `options` (value, text); `fallback` names a value not among them.
+fn choice<T: PartialEq + Clone>(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut T,
+    options: &[(T, String)],
+    fallback: &str,
+) {
+    let l = ui.label(label);
+    let selected = options
+        .iter()
+        .find(|(v, _)| v == value)
+        .map_or_else(|| fallback.to_string(), |(_, t)| t.clone());
+    egui::ComboBox::from_id_salt(("sage_choice", label))
+        .selected_text(selected)
+        .show_ui(ui, |ui| {
+            for (v, t) in options {
+                ui.selectable_value(value, v.clone(), t);
+            }
+        })
+        .response
+        .labelled_by(l.id);
+}
+
+fn controls(
+    ui: &mut egui::Ui,
+    settings: &mut FailureSearchSettings,
+    session: &Session,
+    rt: &mut FailureSearchRuntime,
+    spec: &Result<SetupSpec, String>,
+) {
+    let generators = model_names(session, GENERATOR_FAMILY);
+    let classifiers = model_names(session, CLASSIFIER_FAMILY);
+    if generators.is_empty() || classifiers.is_empty() {
+        ui.label(egui::RichText::new("No generator or classifiers are registered.").strong());
+        ui.label(
+            "The demo needs `sage-sprites-generator` and the sprite classifiers `relreps-sprites-a`, `-b` and \
+             `-wide` under models/ (`latent-workbench train sage-sprites-generator` and `train relreps-sprites-*`).",
+        );
+    }
+    ui.strong("Models");
+    egui::Grid::new("sage_models").num_columns(2).show(ui, |ui| {
+        let options: Vec<(String, String)> = generators.iter().map(|g| (g.clone(), g.clone())).collect();
+        let fallback = settings.generator.clone();
+        choice(ui, "Generator", &mut settings.generator, &options, &fallback);
+        ui.end_row();
+        ui.label("Ensemble");
+        ui.vertical(|ui| {
+            for c in &classifiers {
+                let mut on = settings.classifiers.contains(c);
+                if ui.checkbox(&mut on, c).changed() {
+                    if on {
+                        settings.classifiers.push(c.clone());
+                    } else {
+                        settings.classifiers.retain(|x| x != c);
+                    }
+                }
+            }
+        });
+        ui.end_row();
+        let options: Vec<(String, String)> = std::iter::once((String::new(), "none".to_string()))
+            .chain(classifiers.iter().map(|c| (c.clone(), c.clone())))
+            .collect();
+        let fallback = settings.held_out.clone();
+        choice(ui, "Held-out judge", &mut settings.held_out, &options, &fallback);
+        ui.end_row();
+    });
+    if !settings.held_out.is_empty() && settings.classifiers.contains(&settings.held_out) {
+        ui.colored_label(
+            ui.visuals().warn_fg_color,
+            "The judge is also in the ensemble: it no longer confirms independently.",
+        );
+    }
+    ui.add_space(6.0);
+    ui.strong("Search settings");
+    let names = rt.class_names().unwrap_or_default();
+    let class_options: Vec<(usize, String)> = names.iter().cloned().enumerate().collect();
+    egui::Grid::new("sage_search").num_columns(2).show(ui, |ui| {
+        let fallback = format!("class {}", settings.class);
+        choice(ui, "Class", &mut settings.class, &class_options, &fallback);
+        ui.end_row();
+        let options = ObjectiveChoice::ALL.map(|o| (o, o.label().to_string()));
+        choice(ui, "Failure type", &mut settings.objective, &options, "");
+        ui.end_row();
+        if settings.objective == ObjectiveChoice::Switch {
+            let fallback = format!("class {}", settings.target);
+            choice(ui, "Switch to", &mut settings.target, &class_options, &fallback);
+            ui.end_row();
+        }
+        let options = ModeChoice::ALL.map(|m| (m, m.label().to_string()));
+        choice(ui, "Mode", &mut settings.mode, &options, "");
+        ui.end_row();
+        let l = ui.label("Restarts");
+        ui.add(egui::DragValue::new(&mut settings.restarts).range(1..=256))
+            .labelled_by(l.id);
+        ui.end_row();
+        let l = ui.label("Budget / restart").on_hover_text(
+            "Generator calls per restart; a gradient evaluation counts two, so every mode gets the same work",
+        );
+        ui.add(egui::DragValue::new(&mut settings.budget).range(2..=100_000))
+            .labelled_by(l.id);
+        ui.end_row();
+        if matches!(
+            settings.mode,
+            ModeChoice::Skip | ModeChoice::Backprop | ModeChoice::Evolution
+        ) {
+            let l = ui.label("Step size (Adam)");
+            ui.add(egui::DragValue::new(&mut settings.lr).range(0.001..=10.0).speed(0.01))
+                .labelled_by(l.id);
+            ui.end_row();
+        }
+        let l = ui.label("Sampler steps");
+        ui.add(egui::DragValue::new(&mut settings.steps).range(1..=1000))
+            .labelled_by(l.id);
+        ui.end_row();
+        let l = ui.label("Seed");
+        ui.add(egui::DragValue::new(&mut settings.seed)).labelled_by(l.id);
+        ui.end_row();
+    });
+    let config = settings.config();
+    let classes = names.len().max(1);
+    let valid = config.validate(classes).map_err(|e| e.to_string());
+    ui.add_space(4.0);
+    let running = rt.job.is_some();
+    let ready = spec.is_ok() && valid.is_ok() && !running && rt.loading.is_none();
+    ui.horizontal(|ui| {
+        let hover = match (spec, &valid) {
+            (Err(e), _) | (_, Err(e)) => e.clone(),
+            _ => format!(
+                "{} iterations × {} restarts ({} generator calls per restart)",
+                config.iterations(classes),
+                config.restarts,
+                config.iterations(classes) * config.calls_per_iteration(classes)
+            ),
+        };
+        if ui
+            .add_enabled(ready, egui::Button::new("Search"))
+            .on_hover_text(hover)
+            .clicked()
+            && let Ok(spec) = spec
+        {
+            rt.paused = None;
+            rt.start(spec.clone(), config, None, session.waker.clone());
+        }
+        let resumable = rt.paused.as_ref().filter(|p| p.config == config);
+        if let Some(p) = resumable {
+            let label = format!("Resume ({}/{})", p.iteration, config.iterations(classes));
+            if ui.add_enabled(ready, egui::Button::new(label)).clicked()
+                && let Ok(spec) = spec
+            {
+                let state = rt.paused.take();
+                rt.start(spec.clone(), config, state, session.waker.clone());
+            }
+        } else if rt.paused.is_some() {
+            ui.weak("paused (other settings)")
+                .on_hover_text("Resume continues only with the settings the search was paused with");
+        }
+    });
+    if let Some(job) = &rt.job {
+        let p = job.progress();
+        ui.add(egui::ProgressBar::new(p.fraction()).text(p.message()));
+        if ui
+            .button("Cancel")
+            .on_hover_text("Pauses after this iteration; Resume continues")
+            .clicked()
+        {
+            job.cancel();
+        }
+    } else if let Some(job) = &rt.loading {
+        let p = job.progress();
+        ui.add(egui::ProgressBar::new(p.fraction()).text(p.message()));
+    }
+    if let Err(e) = spec {
+        ui.colored_label(ui.visuals().warn_fg_color, e);
+    }
+    if let Some(e) = &rt.error {
+        ui.colored_label(ui.visuals().error_fg_color, e);
+    }
+    ui.add_space(6.0);
+    ui.strong("Run folder");
+    ui.horizontal_wrapped(|ui| {
+        let can_save = (rt.finished.is_some() || rt.paused.is_some()) && rt.file_job.is_none() && !running;
+        let save_label = if rt.unsaved { "Save run…" } else { "Save run as…" };
+        if ui
+            .add_enabled(can_save, egui::Button::new(save_label))
+            .on_hover_text("report.json (with your verdicts), gallery.png, candidates/, latents.safetensors; a paused search as state.json")
+            .clicked()
+        {
+            rt.save(None, session.waker.clone());
+        }
+        if let Some(dir) = rt.run_dir.clone()
+            && rt.unsaved
+            && ui.add_enabled(can_save, egui::Button::new("Save (Ctrl+S)")).clicked()
+        {
+            rt.save(Some(dir), session.waker.clone());
+        }
+        if ui
+            .add_enabled(rt.file_job.is_none() && !running, egui::Button::new("Open run…"))
+            .on_hover_text("A folder saved here or by `latent-workbench sage -o DIR`")
+            .clicked()
+        {
+            rt.open(None, session.waker.clone());
+        }
+    });
+    if let Some(dir) = &rt.run_dir {
+        ui.weak(format!(
+            "{}{}",
+            dir.display(),
+            if rt.unsaved { " (unsaved changes)" } else { "" }
+        ));
+    } else if rt.finished.is_some() {
+        ui.weak("not saved yet");
+    }
+    if let Some(dir) = rt.run_dir.clone()
+        && rt.unsaved
+        && rt.file_job.is_none()
+        && ui.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::S))
+    {
+        rt.save(Some(dir), session.waker.clone());
+    }
+}
+
+fn results(
+    ui: &mut egui::Ui,
+    settings: &mut FailureSearchSettings,
+    rt: &mut FailureSearchRuntime,
+    _waker: Option<jobs::Waker>,
+) {
+    let names = rt.class_names().unwrap_or_default();
+    let member_names: Vec<String> = rt
+        .loaded
+        .as_ref()
+        .map(|l| l.setup.spec.classifiers.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    live::show(ui, &rt.live, &member_names, &mut rt.live_view, rt.job.is_some());
+    if let Some(l) = &rt.loaded
+        && let Some(rates) = l.base_rates.as_object()
+    {
+        let class = names.get(settings.class).map_or("the class", String::as_str);
+        let parts: Vec<String> = rates
+            .iter()
+            .map(|(k, v)| format!("{k} {:.0} %", v.as_f64().unwrap_or(0.0) * 100.0))
+            .collect();
+        ui.weak(format!(
+            "Base rates (random draws of every class shown as the class asked): {}",
+            parts.join(", ")
+        ))
+        .on_hover_text(format!("A failure of {class} is rare when these are high"));
+    }
+    ui.separator();
+    match &rt.finished {
+        Some(f) => {
+            for (i, verdict) in gallery::show(ui, f, settings, &mut rt.gallery) {
+                rt.set_verdict(i, verdict);
+            }
+        }
+        None if rt.job.is_none() => {
+            ui.label(
+                "Press Search: each restart starts from a random latent and moves it to make the ensemble stop \
+                 seeing the class; the gallery then lists what it found, with every classifier's scores, for you \
+                 to accept (a real generator failure) or reject (a classifier error).",
+            );
+        }
+        None => {}
+    }
+}
