@@ -1,6 +1,7 @@
 // Ray-marched volume rendering (src/render/volume_pass.rs): the back faces of the volume's box are
 // drawn, each fragment marches from where its eye ray enters the box to where it leaves, front to
-// back, with a windowed colormap as colour and a linear opacity ramp as the transfer function.
+// back, with a windowed colormap as colour and the opacity curve (the colormap table's alpha: a
+// ramp by default) times the opacity per voxel as the transfer function.
 // Rays stop at the opaque objects already drawn (their depth, sample 0 of the multisampled depth
 // buffer), so a mesh inside a volume hides what lies behind it. Output is premultiplied and
 // sRGB-encoded like mesh.wgsl.
@@ -90,11 +91,13 @@ fn fs_volume(in: VolumeOut) -> @location(0) vec4<f32> {
         }
         let v = textureSampleLevel(volume_tex, volume_sampler, p, 0.0).r;
         let t = clamp((v - lo) / span, 0.0, 1.0);
-        if t <= 0.0 {
+        // Colour and the opacity curve's factor at this window position.
+        let entry = params.colormap[u32(round(t * 255.0))];
+        if entry.a <= 0.0 {
             continue;
         }
-        let a = 1.0 - pow(1.0 - clamp(params.window.z * t, 0.0, 0.999), step_voxels);
-        let c = params.colormap[u32(round(t * 255.0))].rgb;
+        let a = 1.0 - pow(1.0 - clamp(params.window.z * entry.a, 0.0, 0.999), step_voxels);
+        let c = entry.rgb;
         color += (1.0 - alpha) * a * c;
         alpha += (1.0 - alpha) * a;
         if alpha > 0.99 {

@@ -179,6 +179,18 @@ fn render_draws_a_volume_iso_surface_to_a_png_of_the_requested_size() {
     let bad = run(&["render", s(&demo_t1()), "-o", s(&out), "--view", "sideways"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--view"));
+    let curve = run(&[
+        "render",
+        s(&demo_t1()),
+        "--volume",
+        "-o",
+        s(&out),
+        "--opacity-curve",
+        "0:0,0.5:2,1:1",
+    ]);
+    assert!(!curve.status.success());
+    let err = String::from_utf8_lossy(&curve.stderr);
+    assert!(err.contains("--opacity-curve") && err.contains("[0, 1]"), "{err}");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! scripts/test.sh, so CI always renders).
 
 use latent_workbench::core::colormap::Colormap;
+use latent_workbench::core::transfer::OpacityCurve;
 use latent_workbench::core::{Mesh, PointCloud};
 use latent_workbench::render::{
     Arrangement, ClipPlane, Coloring, Geometry, Gpu, OrbitCamera, RenderSettings, Scene, SceneObject, SceneRenderer,
@@ -300,6 +301,17 @@ fn centred_cube(n: usize, data: Vec<f32>) -> Arc<latent_workbench::core::Volume>
 }
 
 /// Magma over the window `[lo, hi]` (a window above every value makes a volume fully transparent).
+/// An `n³` grid whose value is `f(distance from the grid's centre, in voxels)`.
+fn radial(n: usize, f: impl Fn(f32) -> f32) -> Vec<f32> {
+    let c = (n as f32 - 1.0) / 2.0;
+    (0..n * n * n)
+        .map(|i| {
+            let d = [i % n, i / n % n, i / (n * n)].map(|v| v as f32 - c);
+            f((d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt())
+        })
+        .collect()
+}
+
 fn magma(lo: f32, hi: f32) -> Coloring {
     Coloring::Scalar {
         colormap: Colormap::Magma,
@@ -312,17 +324,7 @@ fn magma(lo: f32, hi: f32) -> Coloring {
 fn a_volume_is_ray_marched_through_its_window() {
     let n = 32;
     // A bright ball of radius 8 voxels in an empty grid.
-    let data: Vec<f32> = (0..n * n * n)
-        .map(|i| {
-            let (x, y, z) = (i % n, i / n % n, i / (n * n));
-            let d = [x, y, z].map(|c| c as f32 - 15.5);
-            if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt() < 8.0 {
-                100.0
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let data = radial(n, |r| if r < 8.0 { 100.0 } else { 0.0 });
     let mut object = SceneObject::new(7, "ball", Geometry::Volume(centred_cube(n, data)));
     object.coloring = magma(10.0, 100.0);
     let scene = Scene { objects: vec![object] };
@@ -346,6 +348,37 @@ fn a_volume_is_ray_marched_through_its_window() {
     dark.objects[0].coloring = magma(200.0, 300.0);
     let empty = render(&dark, &settings, ViewPreset::Front).unwrap();
     assert_eq!(empty.covered(bg), 0);
+}
+
+#[test]
+fn the_opacity_curve_hides_what_it_maps_to_zero() {
+    let n = 32;
+    // A ball of radius 8 voxels: a core of radius 4 at 100 in a shell at 40.
+    let data = radial(n, |r| match r {
+        r if r < 4.0 => 100.0,
+        r if r < 8.0 => 40.0,
+        _ => 0.0,
+    });
+    let mut object = SceneObject::new(3, "shells", Geometry::Volume(centred_cube(n, data)));
+    object.coloring = magma(10.0, 100.0);
+    let scene = Scene { objects: vec![object] };
+    let ramp = RenderSettings {
+        volume_opacity: 0.3,
+        ..plain()
+    };
+    let Some(with_shell) = render(&scene, &ramp, ViewPreset::Front) else {
+        return;
+    };
+    // The shell sits at t = 1/3 of the window: a curve that is zero below t = 0.5 hides it.
+    let step = RenderSettings {
+        volume_curve: OpacityCurve::parse("0:0,0.5:0,0.6:1,1:1").unwrap(),
+        ..ramp
+    };
+    let core_only = render(&scene, &step, ViewPreset::Front).unwrap();
+    let bg = ramp.background;
+    let (all, core) = (with_shell.covered(bg), core_only.covered(bg));
+    assert!(core > 0 && core * 2 < all, "core {core} of {all} pixels");
+    assert!(differs(&core_only.px(W / 2, H / 2), &bg), "the core still shows");
 }
 
 #[test]

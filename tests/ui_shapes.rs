@@ -194,3 +194,83 @@ fn a_mesh_export_writes_the_file_and_its_provenance() {
         serde_json::from_slice(&std::fs::read(dir.path().join("shape.provenance.json")).unwrap()).unwrap();
     assert_eq!(side["made_by"]["operation"], "marching cubes");
 }
+
+/// The opacity curve editor alone: a drag moves an inner point, a double-click adds one, a
+/// right-click removes one, and the end points only move up and down.
+#[test]
+fn the_opacity_curve_editor_edits_its_curve() {
+    use latent_workbench::app::panels::shapes::transfer::{EDITOR_HEIGHT, curve_editor};
+    use latent_workbench::core::colormap::Colormap;
+    use latent_workbench::core::transfer::OpacityCurve;
+    const WIDTH: f32 = 212.0;
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(240.0, 120.0))
+        .with_step_dt(0.02)
+        .build_ui_state(
+            |ui, curve: &mut OpacityCurve| {
+                curve_editor(ui, curve, Colormap::Magma, WIDTH);
+            },
+            OpacityCurve::parse("0:0,0.5:0.5,1:1").unwrap(),
+        );
+    h.run_steps(2);
+    let rect = h.get_by_label_contains("opacity curve:").rect();
+    // The plot inside the widget's 6-point margin.
+    let plot = egui::Rect::from_min_max(
+        egui::pos2(rect.min.x as f32 + 6.0, rect.min.y as f32 + 6.0),
+        egui::pos2(rect.max.x as f32 - 6.0, rect.max.y as f32 - 6.0),
+    );
+    assert!((plot.height() - (EDITOR_HEIGHT - 12.0)).abs() < 1.0);
+    let at = |t: f32, a: f32| egui::pos2(plot.left() + t * plot.width(), plot.bottom() - a * plot.height());
+    let drag = |h: &mut Harness<'static, OpacityCurve>, from: egui::Pos2, to: egui::Pos2| {
+        h.hover_at(from);
+        h.step();
+        h.drag_at(from);
+        h.step();
+        h.hover_at(egui::pos2((from.x + to.x) / 2.0, (from.y + to.y) / 2.0));
+        h.step();
+        h.hover_at(to);
+        h.step();
+        h.drop_at(to);
+        h.run_steps(2);
+    };
+    // Drag the middle point to (0.7, 0.1).
+    drag(&mut h, at(0.5, 0.5), at(0.7, 0.1));
+    let p = h.state().points()[1];
+    assert!((p[0] - 0.7).abs() < 0.02 && (p[1] - 0.1).abs() < 0.02, "{p:?}");
+    // Drag the left end point sideways and up: it stays at t = 0.
+    drag(&mut h, at(0.0, 0.0), at(0.3, 0.4));
+    let p = h.state().points()[0];
+    assert!(p[0] == 0.0 && (p[1] - 0.4).abs() < 0.02, "{p:?}");
+    // Double-click on empty space adds a point there.
+    // `clicks` clicks, a frame (20 ms) per press or release: a double-click's clicks are closer
+    // than egui's 0.3 s.
+    let click =
+        |h: &mut Harness<'static, OpacityCurve>, pos: egui::Pos2, button: egui::PointerButton, clicks: usize| {
+            h.hover_at(pos);
+            h.step();
+            for _ in 0..clicks {
+                for pressed in [true, false] {
+                    h.event(egui::Event::PointerButton {
+                        pos,
+                        button,
+                        pressed,
+                        modifiers: egui::Modifiers::NONE,
+                    });
+                    h.step();
+                }
+            }
+            h.run_steps(2);
+        };
+    click(&mut h, at(0.3, 0.9), egui::PointerButton::Primary, 2);
+    assert_eq!(h.state().points().len(), 4, "{:?}", h.state().points());
+    let added = h.state().points()[1];
+    assert!(
+        (added[0] - 0.3).abs() < 0.02 && (added[1] - 0.9).abs() < 0.02,
+        "{added:?}"
+    );
+    // A right-click on it removes it again; on an end point it does nothing.
+    click(&mut h, at(0.3, 0.9), egui::PointerButton::Secondary, 1);
+    click(&mut h, at(1.0, 1.0), egui::PointerButton::Secondary, 1);
+    h.run_steps(2);
+    assert_eq!(h.state().points().len(), 3, "{:?}", h.state().points());
+}

@@ -4,6 +4,7 @@
 use super::print_json;
 use crate::core::Asset;
 use crate::core::colormap::Colormap;
+use crate::core::transfer::OpacityCurve;
 use crate::methods::isosurface::{Inside, IsoOptions, marching_cubes};
 use crate::render::{Arrangement, Geometry, OrbitCamera, RenderSettings, Scene, SceneObject, Shading, ViewPreset};
 use anyhow::{Context, bail};
@@ -51,6 +52,10 @@ pub struct RenderArgs {
     /// Opacity of one voxel at the top of the window.
     #[arg(long, default_value_t = 0.08)]
     pub opacity: f32,
+    /// The opacity curve across the window as `t:a,...` points (t from 0 to 1 increasing, a in
+    /// [0, 1]); default the ramp `0:0,1:1`.
+    #[arg(long)]
+    pub opacity_curve: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -137,6 +142,10 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
         wireframe: args.wireframe,
         gizmo: !args.no_gizmo,
         volume_opacity: args.opacity,
+        volume_curve: match &args.opacity_curve {
+            Some(text) => OpacityCurve::parse(text).map_err(|e| anyhow::anyhow!("--opacity-curve: {e}"))?,
+            None => OpacityCurve::default(),
+        },
         arrangement: if args.side_by_side {
             Arrangement::SideBySide
         } else {

@@ -19,6 +19,7 @@ pub mod scalar;
 pub mod slice;
 pub mod stats;
 pub mod train;
+pub mod transfer;
 pub mod volume;
 pub mod weights;
 

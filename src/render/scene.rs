@@ -147,9 +147,12 @@ pub struct RenderSettings {
     pub background: [u8; 4],
     /// Diameter of a point sprite, in pixels.
     pub point_size: f32,
-    /// Opacity of one voxel at the top of a volume's window (the transfer function is a linear
-    /// ramp from the bottom of the window to there).
+    /// Opacity of one voxel at the top of a volume's window, scaled by `volume_curve` across the
+    /// window.
     pub volume_opacity: f32,
+    /// The opacity factor over a volume's window (the transfer function's curve; a ramp by
+    /// default).
+    pub volume_curve: crate::core::transfer::OpacityCurve,
     /// Samples along each ray through a volume.
     pub volume_samples: u32,
 }
@@ -166,6 +169,7 @@ impl Default for RenderSettings {
             background: [38, 40, 46, 255],
             point_size: 4.0,
             volume_opacity: 0.08,
+            volume_curve: Default::default(),
             volume_samples: 256,
         }
     }

@@ -693,6 +693,7 @@ fn volume_look(coloring: Coloring, range: (f32, f32), settings: &RenderSettings)
         hi,
         colormap,
         opacity: settings.volume_opacity,
+        curve: settings.volume_curve,
         samples: settings.volume_samples,
     }
 }

@@ -1,6 +1,6 @@
 //! Volume ray marching in the viewport (`shaders/volume.wgsl`): the volume's first frame as a
 //! 3D `R16Float` texture, the box it fills in world space, and the parameters of the transfer
-//! function (window, colormap, opacity per voxel).
+//! function (window, colormap, opacity per voxel and the opacity curve across the window).
 
 use super::math::{self, Mat4};
 use crate::core::Volume;
@@ -23,6 +23,8 @@ pub(super) struct VolumeLook {
     pub hi: f32,
     pub colormap: Colormap,
     pub opacity: f32,
+    /// The opacity factor across the window.
+    pub curve: crate::core::transfer::OpacityCurve,
     pub samples: u32,
 }
 
@@ -80,8 +82,18 @@ pub(super) fn params(volume: &Volume, offset: [f32; 3], look: &VolumeLook) -> Vo
         world_to_tex,
         window: [look.lo, look.hi, look.opacity, look.samples as f32],
         dims: [nx, ny, nz, 0.0],
-        colormap: std::array::from_fn(|i| look.colormap.rgba(i as f32 / 255.0).map(|v| v as f32 / 255.0)),
+        colormap: colormap_with_curve(look),
     }
+}
+
+/// The colormap's 256 colours (linear RGB in [0, 1]) with the opacity curve in alpha: the shader
+/// reads both at the same window position.
+fn colormap_with_curve(look: &VolumeLook) -> [[f32; 4]; 256] {
+    let curve = look.curve.table();
+    std::array::from_fn(|i| {
+        let [r, g, b, _] = look.colormap.rgba(i as f32 / 255.0).map(|v| v as f32 / 255.0);
+        [r, g, b, curve[i]]
+    })
 }
 
 /// IEEE half-precision bits of `v` (round to nearest; overflow to ±inf, NaN kept), for the

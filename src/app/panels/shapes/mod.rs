@@ -5,17 +5,20 @@
 //! space; WaLa's learned latent (a WaLa-family VQ-VAE: latent grid inspector, interpolation of
 //! two shapes decoded as WaLa decodes); mesh export with provenance.
 //!
-//! Not built yet, and said so in the panel: WaLa's diffusion model, GPU marching cubes and a
-//! transfer-function curve editor (volumes ray-march with a linear opacity ramp over a window, a
-//! colormap and an opacity per voxel).
+//! Volumes ray-march through a window with a colormap, an opacity per voxel and an opacity curve
+//! across the window (`transfer`: drag, add and remove its points).
+//!
+//! Not built yet, and said so in the panel: WaLa's diffusion model and GPU marching cubes.
 
 mod latent;
+pub mod transfer;
 mod wavelet;
 
 use super::viewport3d::{self, GpuStatus, ViewportState};
 use crate::app::{AppState, Command, Session};
 use crate::core::colormap::Colormap;
 use crate::core::jobs::{self, JobError, JobHandle};
+use crate::core::transfer::OpacityCurve;
 use crate::core::{Asset, Mesh, Volume};
 use crate::methods::isosurface::{Inside, IsoOptions, marching_cubes};
 use crate::render::{ClipPlane, Coloring, Geometry, Scene, SceneObject};
@@ -337,7 +340,7 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut ShapesSettings, session: &mut Se
     if let Some(m) = &session.shapes.message {
         ui.colored_label(ui.visuals().warn_fg_color, m);
     }
-    objects_section(ui, session, commands, &mut settings.viewport.settings.volume_opacity);
+    objects_section(ui, session, commands, &mut settings.viewport.settings);
     ui.separator();
     clip_section(ui, &mut settings.clip);
     ui.separator();
@@ -349,11 +352,18 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut ShapesSettings, session: &mut Se
     ui.separator();
     ui.weak(
         "Not built yet (issue #7): WaLa's diffusion model (generating latents from a condition), marching \
-         cubes on the GPU, a transfer-function curve editor.",
+         cubes on the GPU.",
     );
 }
 
-fn objects_section(ui: &mut egui::Ui, session: &mut Session, commands: &mut Vec<Command>, opacity: &mut f32) {
+/// Loaded objects with their iso-surface or volume-rendering controls; `render` holds the
+/// volume transfer function's opacity and curve (shared by every volume).
+fn objects_section(
+    ui: &mut egui::Ui,
+    session: &mut Session,
+    commands: &mut Vec<Command>,
+    render: &mut crate::render::RenderSettings,
+) {
     ui.strong("Objects");
     let names: BTreeMap<u64, String> = session.assets.iter().map(|a| (a.id, a.name.clone())).collect();
     let building = session.shapes.iso_job.as_ref().map(|j| j.0);
@@ -380,10 +390,21 @@ fn objects_section(ui: &mut egui::Ui, session: &mut Session, commands: &mut Vec<
                             }
                         });
                     ui.add(
-                        egui::Slider::new(opacity, 0.005..=0.5)
+                        egui::Slider::new(&mut render.volume_opacity, 0.005..=0.5)
                             .logarithmic(true)
                             .text("opacity per voxel"),
                     );
+                    let width = ui.available_width().min(280.0);
+                    transfer::curve_editor(ui, &mut render.volume_curve, iso.colormap, width);
+                    if ui
+                        .add_enabled(
+                            render.volume_curve != OpacityCurve::ramp(),
+                            egui::Button::new("Reset curve"),
+                        )
+                        .clicked()
+                    {
+                        render.volume_curve = OpacityCurve::ramp();
+                    }
                     return;
                 }
                 let (lo, hi) = iso.range;
