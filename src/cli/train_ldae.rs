@@ -16,13 +16,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-/// Steps of each stage in the shipped model: about an hour on 2 idle CPU cores (release build:
-/// ≈0.37 s per autoencoder step on 32×40×32 crops, ≈2.1 s per ε-UNet step, ≈3.7 s per
-/// representation step).
+/// Steps of each stage in the shipped model (release build on 2 CPU cores: ≈1.3 s per autoencoder
+/// step on a whole 64×80×64 scan, ≈2.1 s per ε-UNet step, ≈3.7 s per representation step).
 pub const DEFAULT_STAGE_STEPS: StageSteps = StageSteps {
-    ae: 3000,
-    unet: 400,
-    repr: 300,
+    ae: 1000,
+    unet: 600,
+    repr: 400,
 };
 pub const DEFAULT_STEPS: usize = DEFAULT_STAGE_STEPS.ae + DEFAULT_STAGE_STEPS.unet + DEFAULT_STAGE_STEPS.repr;
 const CHECKPOINT_EVERY: usize = 100;
