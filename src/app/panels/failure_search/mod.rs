@@ -48,7 +48,7 @@ impl ObjectiveChoice {
     }
 }
 
-/// How the search moves (`search::Mode` with the CLI's defaults for its parameters).
+/// How the search moves (`search::Mode` without its parameters, which the settings hold).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ModeChoice {
     /// SAGE's approximate gradient (skip connection to the starting noise).
@@ -67,17 +67,6 @@ impl ModeChoice {
             Self::Backprop => "gradient, full backprop",
             Self::Evolution => "evolution strategy",
             Self::Random => "random search",
-        }
-    }
-    fn mode(self) -> Mode {
-        match self {
-            Self::Skip => Mode::Skip { exact_last: 0 },
-            Self::Backprop => Mode::Backprop,
-            Self::Evolution => Mode::Evolution {
-                population: 8,
-                sigma: 0.1,
-            },
-            Self::Random => Mode::Random,
         }
     }
 }
@@ -104,6 +93,11 @@ pub struct FailureSearchSettings {
     /// DDIM steps of the generator during the search.
     pub steps: usize,
     pub seed: u64,
+    /// Skip mode: exact backpropagation through this many final sampler steps.
+    pub exact_last: usize,
+    /// Evolution: perturbations per update (even) and their scale.
+    pub population: usize,
+    pub sigma: f64,
     /// Show every restart in the gallery, not only the failures the ensemble found.
     pub show_all: bool,
     /// The last run folder saved or opened.
@@ -125,6 +119,9 @@ impl Default for FailureSearchSettings {
             lr: 0.3,
             steps: 10,
             seed: 0,
+            exact_last: 0,
+            population: 8,
+            sigma: 0.1,
             show_all: false,
             run_dir: String::new(),
         }
@@ -142,7 +139,17 @@ impl FailureSearchSettings {
         SearchConfig {
             objective,
             class: self.class,
-            mode: self.mode.mode(),
+            mode: match self.mode {
+                ModeChoice::Skip => Mode::Skip {
+                    exact_last: self.exact_last,
+                },
+                ModeChoice::Backprop => Mode::Backprop,
+                ModeChoice::Evolution => Mode::Evolution {
+                    population: self.population,
+                    sigma: self.sigma,
+                },
+                ModeChoice::Random => Mode::Random,
+            },
             restarts: self.restarts.max(1),
             budget: self.budget.max(1),
             lr: self.lr,
@@ -168,9 +175,16 @@ impl FailureSearchSettings {
             }
         }
         self.mode = match c.mode {
-            Mode::Skip { .. } => ModeChoice::Skip,
+            Mode::Skip { exact_last } => {
+                self.exact_last = exact_last;
+                ModeChoice::Skip
+            }
             Mode::Backprop => ModeChoice::Backprop,
-            Mode::Evolution { .. } => ModeChoice::Evolution,
+            Mode::Evolution { population, sigma } => {
+                self.population = population;
+                self.sigma = sigma;
+                ModeChoice::Evolution
+            }
             Mode::Random => ModeChoice::Random,
         };
     }
@@ -635,6 +649,27 @@ fn controls(
         let options = ModeChoice::ALL.map(|m| (m, m.label().to_string()));
         choice(ui, "Mode", &mut settings.mode, &options, "");
         ui.end_row();
+        match settings.mode {
+            ModeChoice::Skip => {
+                let l = ui.label("Exact last steps").on_hover_text(
+                    "Backpropagate exactly through this many final sampler steps; the skip covers the rest",
+                );
+                ui.add(egui::DragValue::new(&mut settings.exact_last).range(0..=1000))
+                    .labelled_by(l.id);
+                ui.end_row();
+            }
+            ModeChoice::Evolution => {
+                let l = ui.label("Population");
+                ui.add(egui::DragValue::new(&mut settings.population).range(2..=256))
+                    .labelled_by(l.id);
+                ui.end_row();
+                let l = ui.label("σ");
+                ui.add(egui::DragValue::new(&mut settings.sigma).range(0.001..=5.0).speed(0.01))
+                    .labelled_by(l.id);
+                ui.end_row();
+            }
+            ModeChoice::Backprop | ModeChoice::Random => {}
+        }
         let l = ui.label("Restarts");
         ui.add(egui::DragValue::new(&mut settings.restarts).range(1..=256))
             .labelled_by(l.id);
@@ -807,5 +842,30 @@ fn results(
             );
         }
         None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_runs_settings_come_back_as_they_were() {
+        for mode in ModeChoice::ALL {
+            let settings = FailureSearchSettings {
+                mode,
+                exact_last: 2,
+                population: 12,
+                sigma: 0.25,
+                objective: ObjectiveChoice::Switch,
+                target: 1,
+                class: 0,
+                budget: 40,
+                ..FailureSearchSettings::default()
+            };
+            let mut other = FailureSearchSettings::default();
+            other.adopt(&settings.config());
+            assert_eq!(other.config(), settings.config(), "{mode:?}");
+        }
     }
 }
