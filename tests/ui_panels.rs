@@ -82,6 +82,9 @@ fn every_tab_opens() {
             Tab::FailureSearch => {
                 h.get_by_label("Failure search: adversarial search of a generator (SAGE)");
             }
+            Tab::Motion => {
+                h.get_by_label("Motion (4D)");
+            }
         }
     }
 }

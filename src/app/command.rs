@@ -9,10 +9,14 @@ use std::path::PathBuf;
 pub enum Command {
     /// Show the system file dialog (on a worker thread) and open what is picked.
     OpenDialog,
+    /// Show the system folder dialog and open the picked folder as a sequence of frames.
+    OpenFolderDialog,
     Open(PathBuf),
     LoadDemo,
     /// Add the Shapes tab's two procedural SDF volumes to the session.
     AddDemoShapes,
+    /// Add the Motion tab's procedural sequences (a walking figure, a bending capsule).
+    AddDemoMotion,
     Remove(u64),
     SetActive(u64),
     SetOverlay(Option<u64>),

@@ -134,6 +134,9 @@ impl WorkbenchApp {
             if tab == Tab::Shapes {
                 app.push(Command::AddDemoShapes);
                 app.session.shapes.demo_pending = true;
+            } else if tab == Tab::Motion {
+                app.push(Command::AddDemoMotion);
+                app.session.motion.demo_pending = true;
             } else if tab == Tab::FailureSearch {
                 app.session.failure_search.run_on_open = true;
             } else {
@@ -174,6 +177,7 @@ impl WorkbenchApp {
             || self.session.attributes.busy()
             || self.session.stitching.busy()
             || self.session.shapes.busy()
+            || self.session.motion.busy()
             || self.session.failure_search.busy()
     }
 
@@ -279,9 +283,19 @@ impl WorkbenchApp {
     fn apply_commands(&mut self) {
         for cmd in std::mem::take(&mut self.commands) {
             match cmd {
-                Command::OpenDialog => self.open_dialog(),
+                Command::OpenDialog => self.open_dialog(false),
+                Command::OpenFolderDialog => self.open_dialog(true),
                 Command::Open(p) => self.open(p),
                 Command::LoadDemo => self.load_demo(),
+                Command::AddDemoMotion => {
+                    for (name, sequence) in panels::motion::demo_sequences() {
+                        self.session.add(Loaded {
+                            name,
+                            path: None,
+                            asset: crate::core::Asset::Motion(sequence),
+                        });
+                    }
+                }
                 Command::AddDemoShapes => {
                     for (name, volume) in panels::shapes::demo_shapes() {
                         self.session.add(Loaded {
@@ -312,7 +326,9 @@ impl WorkbenchApp {
         }
     }
 
-    fn open_dialog(&mut self) {
+    /// Shows the system dialog for files, or for one folder (a sequence of frames), and opens
+    /// what is picked.
+    fn open_dialog(&mut self, folder: bool) {
         if self.session.dialog.is_some() {
             return;
         }
@@ -320,6 +336,16 @@ impl WorkbenchApp {
         let waker = self.session.waker.clone();
         // The dialog blocks its thread, not the UI.
         let spawned = std::thread::Builder::new().name("open-dialog".into()).spawn(move || {
+            if folder {
+                let picked = rfd::FileDialog::new()
+                    .set_title("Open a sequence folder (one mesh or point cloud per frame)")
+                    .pick_folder();
+                let _ = tx.send(picked.into_iter().collect());
+                if let Some(w) = waker {
+                    w();
+                }
+                return;
+            }
             let picked = rfd::FileDialog::new()
                 .set_title("Open files")
                 .add_filter(
@@ -336,6 +362,7 @@ impl WorkbenchApp {
                         "ply",
                         "stl",
                         "npy",
+                        "npz",
                         "safetensors",
                     ],
                 )

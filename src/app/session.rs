@@ -41,6 +41,7 @@ pub struct Session {
     pub attributes: AttributesRuntime,
     pub stitching: StitchingRuntime,
     pub shapes: super::panels::shapes::ShapesRuntime,
+    pub motion: super::panels::motion::MotionRuntime,
     pub failure_search: super::panels::failure_search::FailureSearchRuntime,
     /// Paths picked in a file dialog running on its own thread.
     pub dialog: Option<Receiver<Vec<PathBuf>>>,

@@ -25,6 +25,9 @@ pub struct AppState {
     /// The Shapes tab: camera, view settings, clip plane, wavelet choices.
     #[serde(default)]
     pub shapes: super::panels::shapes::ShapesSettings,
+    /// The Motion tab: camera, colours, trails, playback speed and loop.
+    #[serde(default)]
+    pub motion: super::panels::motion::MotionSettings,
     /// The Failure search tab: models, class, objective, mode and budget.
     #[serde(default)]
     pub failure_search: super::panels::failure_search::FailureSearchSettings,
@@ -41,6 +44,7 @@ impl Default for AppState {
             stitching: Default::default(),
             ldae: Default::default(),
             shapes: Default::default(),
+            motion: Default::default(),
             failure_search: Default::default(),
         }
     }

@@ -12,11 +12,12 @@ pub enum Tab {
     Stitching,
     FailureSearch,
     Shapes,
+    Motion,
     Log,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 9] = [
+    pub const ALL: [Tab; 10] = [
         Tab::Data,
         Tab::Viewer,
         Tab::Inspector,
@@ -25,6 +26,7 @@ impl Tab {
         Tab::Stitching,
         Tab::FailureSearch,
         Tab::Shapes,
+        Tab::Motion,
         Tab::Log,
     ];
 
@@ -38,6 +40,7 @@ impl Tab {
             Tab::Stitching => "Stitching",
             Tab::FailureSearch => "Failure search",
             Tab::Shapes => "Shapes",
+            Tab::Motion => "Motion",
             Tab::Log => "Log",
         }
     }
@@ -65,6 +68,7 @@ pub fn default_tree() -> egui_tiles::Tree<Tab> {
         Tab::Stitching,
         Tab::FailureSearch,
         Tab::Shapes,
+        Tab::Motion,
     ]
     .into_iter()
     .map(|t| tiles.insert_pane(t))

@@ -8,8 +8,11 @@ use anyhow::bail;
 use std::path::Path;
 
 pub fn run(input: &Path, output: &Path) -> anyhow::Result<()> {
-    let out_kind = FileKind::from_path(output)?;
     let asset = io::load(input)?;
+    if let Asset::Motion(m) = &asset {
+        return convert_motion(m, input, output);
+    }
+    let out_kind = FileKind::from_path(output)?;
     match (asset, out_kind) {
         (Asset::Volume(v), FileKind::Nifti) => {
             let opts = io::nifti::WriteOptions {
@@ -52,6 +55,27 @@ pub fn run(input: &Path, output: &Path) -> anyhow::Result<()> {
         ),
     }
     println!("wrote {}", output.display());
+    Ok(())
+}
+
+/// A sequence becomes one animated `.glb`, or a folder (an output without extension) of one `.ply`
+/// per frame.
+fn convert_motion(m: &crate::core::MotionSequence, input: &Path, output: &Path) -> anyhow::Result<()> {
+    if output.extension().is_none() {
+        let files = io::motion::write_frames(output, m, "ply")?;
+        println!("wrote {} frames to {}", files.len(), output.display());
+        return Ok(());
+    }
+    match FileKind::from_path(output)? {
+        FileKind::Glb => io::motion::write_glb(output, m)?,
+        _ => bail!(
+            "a motion sequence ({}) converts to an animated .glb or to a folder of frames (an output \
+             without extension), not to {}",
+            input.display(),
+            output.display()
+        ),
+    }
+    println!("wrote {} ({} frames as morph targets)", output.display(), m.len());
     Ok(())
 }
 

@@ -5,6 +5,8 @@ use clap::Subcommand;
 
 #[path = "demo_cohort.rs"]
 pub(super) mod cohort;
+#[path = "demo_motion.rs"]
+mod motion;
 #[path = "demo_shapes.rs"]
 mod shapes;
 #[path = "demo_sprites.rs"]
@@ -18,6 +20,9 @@ pub enum Kind {
     Sprites(sprites::Args),
     /// Procedural solid-geometry shapes as signed distance fields (for WaLa).
     Shapes(shapes::Args),
+    /// Procedural deforming shapes as mesh sequences plus sparse noisy point sequences (for
+    /// Motion2VecSets and the 4D viewer).
+    Motion(motion::Args),
 }
 
 pub fn run(kind: &Kind) -> anyhow::Result<()> {
@@ -25,5 +30,6 @@ pub fn run(kind: &Kind) -> anyhow::Result<()> {
         Kind::Cohort(args) => cohort::run(args),
         Kind::Sprites(args) => sprites::run(args),
         Kind::Shapes(args) => shapes::run(args),
+        Kind::Motion(args) => motion::run(args),
     }
 }

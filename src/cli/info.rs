@@ -2,7 +2,7 @@
 
 use super::{num, print_json};
 use crate::core::stats::Summary;
-use crate::core::{Asset, Image, LatentTensor, Mesh, PointCloud, Volume};
+use crate::core::{Asset, Image, LatentTensor, Mesh, MotionSequence, PointCloud, Volume};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -24,6 +24,7 @@ pub fn describe(asset: &Asset) -> Value {
         Asset::Image(i) => image(i),
         Asset::Mesh(m) => mesh(m),
         Asset::PointCloud(p) => point_cloud(p),
+        Asset::Motion(m) => motion(m),
         Asset::Tensors(ts) => json!({"kind": "tensors", "tensors": ts.iter().map(tensor).collect::<Vec<_>>()}),
     }
 }
@@ -67,6 +68,13 @@ fn point_cloud(p: &PointCloud) -> Value {
     let (lo, hi) = p.bounds().unwrap_or(([0.0; 3], [0.0; 3]));
     json!({"kind": "point_cloud", "points": p.len(), "bounds_min": lo, "bounds_max": hi,
            "has_normals": !p.normals.is_empty(), "has_colors": !p.colors.is_empty()})
+}
+
+fn motion(m: &MotionSequence) -> Value {
+    let (lo, hi) = m.bounds().unwrap_or(([0.0; 3], [0.0; 3]));
+    json!({"kind": "motion", "frames": m.len(), "fps": m.fps,
+           "points_per_frame": m.corresponding(), "faces": m.triangles.len(),
+           "max_displacement": m.max_displacement(), "bounds_min": lo, "bounds_max": hi})
 }
 
 fn tensor(t: &LatentTensor) -> Value {

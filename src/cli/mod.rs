@@ -9,6 +9,7 @@ mod interpolate_eval;
 mod manipulate;
 mod mesh;
 mod models;
+mod motion_eval;
 mod probe;
 mod progress;
 mod relrep;
@@ -46,7 +47,8 @@ pub enum Command {
         json: bool,
     },
     /// Convert by extension: NIfTI ↔ NIfTI, volume → PNG of its middle slices, image → PNG,
-    /// mesh ↔ mesh (OBJ/PLY/STL, and GLB out), .npy ↔ .safetensors.
+    /// mesh ↔ mesh (OBJ/PLY/STL, and GLB out), .npy ↔ .safetensors, a motion sequence (folder of
+    /// frames, .npz) → animated .glb or a folder of PLY frames.
     Convert { input: PathBuf, output: PathBuf },
     /// SSIM, MSE and PSNR between two volumes or two images (SSIM as scikit-image computes it).
     Ssim {
@@ -58,6 +60,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Scores a predicted mesh sequence against the true one per frame: IoU, Chamfer-L1 and
+    /// correspondence error (as Occupancy Networks and Motion2VecSets define them), next to the
+    /// nearest-frame baseline (the prediction's first frame held still).
+    MotionEval(motion_eval::Args),
     /// Iso-surface of a volume by marching cubes, written as a mesh in world mm.
     Mesh {
         volume: PathBuf,
@@ -160,6 +166,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Info { file, json } => info::run(&file, json),
         Command::Convert { input, output } => convert::run(&input, &output),
         Command::Ssim { a, b, data_range, json } => ssim::run(&a, &b, data_range, json),
+        Command::MotionEval(args) => motion_eval::run(&args),
         Command::Mesh {
             volume,
             level,

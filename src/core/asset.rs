@@ -1,6 +1,6 @@
 //! `Asset`: any value the app can hold, whatever file it came from.
 
-use super::{Image, LatentTensor, Mesh, PointCloud, Volume};
+use super::{Image, LatentTensor, Mesh, MotionSequence, PointCloud, Volume};
 
 #[derive(Clone, Debug)]
 pub enum Asset {
@@ -8,6 +8,8 @@ pub enum Asset {
     Image(Image),
     Mesh(Mesh),
     PointCloud(PointCloud),
+    /// A mesh or point-cloud sequence over time (4D).
+    Motion(MotionSequence),
     /// One or more named arrays (an `.npy` gives one, a `.safetensors` file many).
     Tensors(Vec<LatentTensor>),
 }
@@ -20,6 +22,7 @@ impl Asset {
             Asset::Image(_) => "image",
             Asset::Mesh(_) => "mesh",
             Asset::PointCloud(_) => "point_cloud",
+            Asset::Motion(_) => "motion",
             Asset::Tensors(_) => "tensors",
         }
     }

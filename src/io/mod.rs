@@ -6,6 +6,7 @@ pub mod atomic;
 pub mod demo_assets;
 pub mod image;
 pub mod mesh;
+pub mod motion;
 pub mod nifti;
 pub mod output;
 
@@ -38,7 +39,7 @@ pub enum IoError {
     /// A valid file using a feature we do not handle (a datatype, an encoding...).
     #[error("unsupported {problem}: {}", path.display())]
     Unsupported { path: PathBuf, problem: String },
-    #[error("unknown file type {ext:?} (expected .nii, .nii.gz, .png, .jpg, .tif, .obj, .ply, .stl, .glb, .npy or .safetensors): {}", path.display())]
+    #[error("unknown file type {ext:?} (expected .nii, .nii.gz, .png, .jpg, .tif, .obj, .ply, .stl, .glb, .npy, .npz, .safetensors or a folder of frames): {}", path.display())]
     UnknownFormat { path: PathBuf, ext: String },
     #[error("too large for memory ({elements} elements, limit {MAX_ELEMENTS}): {}", path.display())]
     TooLarge { path: PathBuf, elements: u64 },
@@ -136,8 +137,11 @@ impl FileKind {
 }
 
 /// Loads any supported file into an [`Asset`]. A PLY/OBJ with vertices but no faces becomes a
-/// point cloud.
+/// point cloud; a folder of frames or a `.npz` becomes a motion sequence (see [`motion`]).
 pub fn load(path: &Path) -> Result<Asset, IoError> {
+    if path.is_dir() || path.to_string_lossy().to_lowercase().ends_with(".npz") {
+        return motion::read(path).map(Asset::Motion);
+    }
     match FileKind::from_path(path)? {
         FileKind::Nifti => nifti::read(path).map(Asset::Volume),
         FileKind::Image => image::read(path).map(Asset::Image),

@@ -113,6 +113,17 @@ fn array_of(asset: &Asset, tensor: usize) -> Option<ArrayView> {
                 "vertex positions",
             ))
         }
+        Asset::Motion(m) => {
+            let n = m.corresponding()?;
+            let flat: Vec<f32> = m.frames.iter().flatten().flatten().copied().collect();
+            Some(view(
+                "sequence positions",
+                flat,
+                vec![m.len(), n, 3],
+                "float32",
+                "frames × points × xyz",
+            ))
+        }
         Asset::PointCloud(p) => {
             let flat: Vec<f32> = p.points.iter().flatten().copied().collect();
             Some(view(
@@ -143,7 +154,7 @@ fn inspect(ctx: &egui::Context, asset: &Asset, tensor: usize) -> Option<Inspecte
         (0.0, 1.0)
     };
     let histogram = Histogram::of(&values, HISTOGRAM_BINS, lo, hi);
-    let show_planes = !matches!(asset, Asset::Mesh(_) | Asset::PointCloud(_));
+    let show_planes = !matches!(asset, Asset::Mesh(_) | Asset::PointCloud(_) | Asset::Motion(_));
     let planes = channel_planes(&values, &shape, if show_planes { MAX_HEATMAPS } else { 0 });
     let heat_range = (lo as f32, hi as f32);
     let heatmaps = planes

@@ -6,6 +6,7 @@ pub mod failure_search;
 pub mod inspector;
 pub mod interpolation;
 pub mod log;
+pub mod motion;
 pub mod shapes;
 pub mod stitching;
 pub mod viewer;
@@ -38,6 +39,7 @@ impl egui_tiles::Behavior<Tab> for TabBehavior<'_> {
             Tab::Stitching => stitching::ui(ui, self.state, self.session, self.commands),
             Tab::FailureSearch => failure_search::ui(ui, self.state, self.session, self.commands),
             Tab::Shapes => shapes::ui(ui, self.state, self.session, self.commands, &self.gpu_viewport),
+            Tab::Motion => motion::ui(ui, self.state, self.session, self.commands, &self.gpu_viewport),
         });
         egui_tiles::UiResponse::None
     }
@@ -68,6 +70,13 @@ pub fn describe(asset: &crate::core::Asset) -> String {
         ),
         Asset::Mesh(m) => format!("mesh {} vertices, {} faces", m.positions.len(), m.triangles.len()),
         Asset::PointCloud(p) => format!("point cloud {} points", p.len()),
+        Asset::Motion(m) => format!(
+            "{} sequence, {} frames × {} {}",
+            if m.is_mesh() { "mesh" } else { "point" },
+            m.len(),
+            m.frames.first().map_or(0, Vec::len),
+            if m.is_mesh() { "vertices" } else { "points" }
+        ),
         Asset::Tensors(ts) => match ts.as_slice() {
             [t] => format!("tensor {:?} {}", t.shape(), t.source_kind.name()),
             _ => format!("{} tensors", ts.len()),

@@ -18,12 +18,21 @@ pub struct ViewportState {
     /// The scene bounds the camera was last framed to; a new scene re-frames.
     #[serde(skip)]
     framed_for: Option<([f32; 3], [f32; 3])>,
+    /// The box to frame instead of the scene's own: an animation's whole extent, so that playing
+    /// (whose every frame has other bounds) does not re-frame the camera each frame.
+    #[serde(skip)]
+    pub fixed_bounds: Option<([f32; 3], [f32; 3])>,
 }
 
 impl ViewportState {
+    /// The box the camera frames: `fixed_bounds`, else the scene's.
+    fn framing_bounds(&self, scene: &Scene) -> Option<([f32; 3], [f32; 3])> {
+        self.fixed_bounds.or_else(|| scene.bounds(self.settings.arrangement))
+    }
+
     /// Frames `scene` again from the current direction.
     pub fn reset(&mut self, scene: &Scene) {
-        if let Some((lo, hi)) = scene.bounds(self.settings.arrangement) {
+        if let Some((lo, hi)) = self.framing_bounds(scene) {
             self.camera.fit(lo, hi);
             self.framed_for = Some((lo, hi));
         }
@@ -231,7 +240,7 @@ impl egui_wgpu::CallbackTrait for ViewportCallback {
 /// Draws `scene` in the remaining space of `ui` and applies the user's camera input to `state`.
 pub fn show(ui: &mut egui::Ui, id_salt: &str, scene: &Arc<Scene>, state: &mut ViewportState, gpu: &GpuStatus) {
     let id = ui.make_persistent_id(id_salt);
-    let bounds = scene.bounds(state.settings.arrangement);
+    let bounds = state.framing_bounds(scene);
     if bounds.is_some() && state.framed_for != bounds {
         state.reset(scene);
     }

@@ -30,7 +30,7 @@ struct Entry {
 }
 
 /// An open zip archive.
-pub(super) struct Archive {
+pub(crate) struct Archive {
     file: File,
     path: PathBuf,
     len: u64,
@@ -52,7 +52,7 @@ fn le64(b: &[u8], at: usize) -> u64 {
 }
 
 impl Archive {
-    pub(super) fn open(path: &Path) -> Result<Self, WeightsError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, WeightsError> {
         let file = File::open(path).map_err(|e| WeightsError::io(path, e))?;
         let len = file.metadata().map_err(|e| WeightsError::io(path, e))?.len();
         let mut archive = Archive {
@@ -150,16 +150,16 @@ impl Archive {
         Ok(archive)
     }
 
-    pub(super) fn names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)
     }
 
-    pub(super) fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)
     }
 
     /// Uncompressed size of an entry.
-    pub(super) fn size(&self, name: &str) -> Option<u64> {
+    pub(crate) fn size(&self, name: &str) -> Option<u64> {
         self.entries.get(name).map(|e| e.size)
     }
 
@@ -194,7 +194,7 @@ impl Archive {
     }
 
     /// The uncompressed bytes of entry `name`, refusing entries larger than `max` bytes.
-    pub(super) fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, WeightsError> {
+    pub(crate) fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, WeightsError> {
         let Some(entry) = self.entries.get(name).cloned() else {
             return Err(self.corrupt(format!("record `{name}` is missing from the archive")));
         };

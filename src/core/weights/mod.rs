@@ -17,7 +17,7 @@
 //! sharded checkpoints (one file at a time), quantized and sparse tensors, and dtypes candle has
 //! no equivalent for (`uint64`, complex, float8 other than `e4m3fn`).
 
-mod archive;
+pub(crate) mod archive;
 mod check;
 mod error;
 mod layout;

@@ -2,6 +2,7 @@
 //! seed.
 
 pub mod cohort;
+pub mod motion;
 pub mod shapes;
 pub mod sprites;
 pub mod warp;

@@ -26,6 +26,7 @@
 //! as `skimage.metrics.mean_squared_error` / `peak_signal_noise_ratio`.
 
 mod monai;
+pub mod shape;
 mod ssim;
 
 pub use monai::{MonaiSsimOptions, monai_gaussian_kernel, monai_ssim, monai_ssim_volumes};

@@ -1,0 +1,166 @@
+//! Exporting a sequence: one animated `.glb` (morph targets, plays in Blender, f3d, three.js) or
+//! one OBJ/PLY per frame, each with a provenance JSON. The save dialog and the writing run in a
+//! job; the writers themselves are plain functions the tests call.
+
+use crate::app::Session;
+use crate::core::jobs::{self, JobError};
+use crate::core::motion::MotionSequence;
+use std::path::Path;
+use std::sync::Arc;
+
+/// How a sequence is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Glb,
+    Frames(&'static str),
+}
+
+/// Writes `sequence` as `format` at `path` (a `.glb` file, or a folder for frames) with its
+/// provenance: `<stem>.provenance.json` beside a `.glb`, `provenance.json` inside a frames folder.
+/// Returns what was written, for the log.
+pub fn write_export(
+    path: &Path,
+    sequence: &MotionSequence,
+    format: Format,
+    provenance: &serde_json::Value,
+) -> Result<String, String> {
+    let json = serde_json::to_vec_pretty(provenance).map_err(|e| e.to_string())?;
+    match format {
+        Format::Glb => {
+            crate::io::motion::write_glb(path, sequence).map_err(|e| e.to_string())?;
+            crate::io::atomic::write_bytes(&path.with_extension("provenance.json"), &json)
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{} ({} frames as morph targets)",
+                path.display(),
+                sequence.len()
+            ))
+        }
+        Format::Frames(ext) => {
+            let files = crate::io::motion::write_frames(path, sequence, ext).map_err(|e| e.to_string())?;
+            crate::io::atomic::write_bytes(&path.join("provenance.json"), &json).map_err(|e| e.to_string())?;
+            Ok(format!("{} frames (.{ext}) in {}", files.len(), path.display()))
+        }
+    }
+}
+
+/// What an exported sequence came from.
+fn provenance(session: &Session, id: u64, sequence: &MotionSequence, format: Format) -> serde_json::Value {
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let input = session.get(id).map_or(
+        serde_json::Value::Null,
+        |a| serde_json::json!({"name": a.name, "path": a.path}),
+    );
+    serde_json::json!({
+        "program": "latent-workbench",
+        "version": crate::VERSION,
+        "created_unix_s": created,
+        "input": input,
+        "made_by": {
+            "operation": "motion export",
+            "format": match format {
+                Format::Glb => "glb: frame 1 as the base mesh, later frames as morph targets, one animation".to_string(),
+                Format::Frames(ext) => format!("one .{ext} per frame"),
+            },
+            "frames": sequence.len(),
+            "fps": sequence.fps,
+            "faces": sequence.triangles.len(),
+            "points_per_frame": sequence.corresponding(),
+        },
+    })
+}
+
+/// Export buttons for each visible sequence.
+pub fn section(ui: &mut egui::Ui, session: &mut Session) {
+    ui.strong("Export");
+    let rows: Vec<(u64, String, Arc<MotionSequence>)> = session
+        .motion
+        .visible()
+        .map(|(id, s)| {
+            let name = session.get(*id).map_or_else(String::new, |a| a.name.clone());
+            (*id, name, s.sequence.clone())
+        })
+        .collect();
+    if rows.is_empty() {
+        ui.weak("No sequence in the view.");
+        return;
+    }
+    let busy = session.motion.export.is_some();
+    for (id, name, sequence) in rows {
+        ui.label(&name);
+        ui.horizontal(|ui| {
+            let glb_ok = sequence.corresponding().is_some();
+            let mut chosen = None;
+            if ui
+                .add_enabled(!busy && glb_ok, egui::Button::new("GLB…"))
+                .on_hover_text("One animated .glb: the frames as morph targets")
+                .clicked()
+            {
+                chosen = Some(Format::Glb);
+            }
+            if ui.add_enabled(!busy, egui::Button::new("OBJ frames…")).clicked() {
+                chosen = Some(Format::Frames("obj"));
+            }
+            if ui.add_enabled(!busy, egui::Button::new("PLY frames…")).clicked() {
+                chosen = Some(Format::Frames("ply"));
+            }
+            if let Some(format) = chosen {
+                let provenance = provenance(session, id, &sequence, format);
+                session.motion.export = Some(job(
+                    name.clone(),
+                    sequence.clone(),
+                    format,
+                    provenance,
+                    session.waker.clone(),
+                ));
+            }
+        });
+    }
+}
+
+fn job(
+    name: String,
+    sequence: Arc<MotionSequence>,
+    format: Format,
+    provenance: serde_json::Value,
+    waker: Option<jobs::Waker>,
+) -> jobs::JobHandle<Option<String>> {
+    let stem: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    jobs::spawn(format!("Export {name}"), waker, move |ctx| {
+        let dialog = rfd::FileDialog::new().set_title("Export sequence");
+        let path = match format {
+            Format::Glb => dialog
+                .set_file_name(format!("{stem}.glb"))
+                .add_filter("glTF binary", &["glb"])
+                .save_file(),
+            Format::Frames(_) => dialog.pick_folder().map(|dir| dir.join(&stem)),
+        };
+        let Some(path) = path else { return Ok(None) };
+        ctx.set(0.3, "writing");
+        write_export(&path, &sequence, format, &provenance)
+            .map(Some)
+            .map_err(JobError::Failed)
+    })
+}
+
+pub fn poll(session: &mut Session) {
+    let Some(job) = &session.motion.export else { return };
+    let Some(result) = job.poll() else { return };
+    session.motion.export = None;
+    match result {
+        Ok(Some(what)) => session.log.info(format!("exported {what}")),
+        Ok(None) | Err(JobError::Cancelled) => {}
+        Err(e) => session.log.error(format!("export failed: {e}")),
+    }
+}
