@@ -73,7 +73,8 @@ fn our_fps_picks_the_fixture_indices() {
     for (pts, idx) in [("ae_points", "ae_fps_idx"), ("de_src", "de_fps_idx")] {
         let p = get(&io, pts);
         let want = get(&io, idx).to_dtype(DType::U32).unwrap().to_vec2::<u32>().unwrap();
-        for b in 0..p.dim(0).unwrap() {
+        assert_eq!(want.len(), p.dim(0).unwrap());
+        for (b, want) in want.iter().enumerate() {
             let cloud: Vec<[f32; 3]> = p
                 .i(b)
                 .unwrap()
@@ -86,7 +87,7 @@ fn our_fps_picks_the_fixture_indices() {
                 .into_iter()
                 .map(|i| i as u32)
                 .collect();
-            assert_eq!(got, want[b], "{pts}[{b}]");
+            assert_eq!(&got, want, "{pts}[{b}]");
         }
     }
 }
@@ -279,8 +280,7 @@ fn a_wrong_config_names_the_missing_keys() {
         &DenoiserConfig::tiny_deform(Observation::Separate),
         &Device::Cpu,
     )
-    .err()
-    .expect("a wrong config must not load");
+    .expect_err("a wrong config must not load");
     let msg = err.to_string();
     assert!(matches!(err, M2vsError::Weights(_)), "{msg}");
     for key in [
@@ -300,8 +300,7 @@ fn a_wrong_config_names_the_missing_keys() {
         &AutoEncoderConfig::tiny_deform(),
         &Device::Cpu,
     )
-    .err()
-    .expect("a shape checkpoint is not a deformation autoencoder");
+    .expect_err("a shape checkpoint is not a deformation autoencoder");
     let msg = err.to_string();
     assert!(msg.contains("point_embed.mlp.weight"), "{msg}");
 }

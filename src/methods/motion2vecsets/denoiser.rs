@@ -366,9 +366,9 @@ impl LatentDenoiser {
     /// `(B, M, channels)` (shape) or `(B, T, M, channels)` (deformation).
     fn check_latents(&self, x: &Tensor) -> Result<(), M2vsError> {
         let (m, c) = (self.cfg.n_latents, self.cfg.channels);
-        let ok = match x.dims() {
-            &[_, xm, xc] => !self.cfg.is_deform && (xm, xc) == (m, c),
-            &[_, _, xm, xc] => self.cfg.is_deform && (xm, xc) == (m, c),
+        let ok = match *x.dims() {
+            [_, xm, xc] => !self.cfg.is_deform && (xm, xc) == (m, c),
+            [_, _, xm, xc] => self.cfg.is_deform && (xm, xc) == (m, c),
             _ => false,
         };
         if ok {
