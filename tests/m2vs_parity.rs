@@ -304,3 +304,53 @@ fn a_wrong_config_names_the_missing_keys() {
     let msg = err.to_string();
     assert!(msg.contains("point_embed.mlp.weight"), "{msg}");
 }
+
+/// Every key and shape the model asks for, against the reference's `state_dict()` of the same
+/// configuration (`layouts.json`).
+fn assert_layout(name: &str, asked: Vec<latent_workbench::core::weights::Expected>) {
+    let layouts: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("layouts.json")).unwrap()).unwrap();
+    let want: std::collections::BTreeMap<String, Vec<usize>> =
+        serde_json::from_value(layouts[name].clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let got: std::collections::BTreeMap<String, Vec<usize>> = asked.into_iter().map(|e| (e.key, e.shape)).collect();
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{name}: not asked for {missing:?}; not in the reference {extra:?}"
+    );
+    for (k, shape) in &want {
+        assert_eq!(&got[k], shape, "{name}: {k}");
+    }
+    eprintln!("{name}: {} keys as the reference", want.len());
+}
+
+#[test]
+fn released_configs_ask_for_exactly_the_reference_keys() {
+    use latent_workbench::core::weights::expected_by;
+    for (name, cfg) in [
+        ("kl_d512_m512_l8", AutoEncoderConfig::kl_d512_m512_l8()),
+        ("de_kl_d512_m512_l32", AutoEncoderConfig::de_kl_d512_m512_l32()),
+    ] {
+        assert_layout(
+            name,
+            expected_by(DType::F32, |vb| KlAutoEncoder::load(vb, &cfg)).unwrap(),
+        );
+    }
+    for (name, cfg) in [
+        ("kl_d512_m512_l8_surf512_edm", DenoiserConfig::shape_surf(512)),
+        (
+            "de_kl_d512_m512_l32_surf512_edm_sparse",
+            DenoiserConfig::deform_surf(512, true, true),
+        ),
+        (
+            "de_kl_d512_m512_l32_surf300_edm_partial",
+            DenoiserConfig::deform_surf(300, true, false),
+        ),
+    ] {
+        assert_layout(
+            name,
+            expected_by(DType::F32, |vb| LatentDenoiser::load(vb, &cfg)).unwrap(),
+        );
+    }
+}
