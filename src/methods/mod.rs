@@ -5,6 +5,7 @@ pub mod demo_data;
 pub mod isosurface;
 pub mod ldae;
 pub mod metrics;
+pub mod motion2vecsets;
 pub mod relreps;
 pub mod sage;
 pub mod wala;

@@ -9,7 +9,8 @@
 //!   The state starts as latents·σ_0 and is kept in f64 by default, as the reference does.
 //! - Preconditioning ([`EdmPrecond`], σ_data = 1 in Motion2VecSets): D(x; σ) = c_skip·x + c_out·F(c_in·x,
 //!   c_noise) with c_skip = σ_d²/(σ² + σ_d²), c_out = σ·σ_d/√(σ² + σ_d²), c_in = 1/√(σ² + σ_d²),
-//!   c_noise = ln(σ)/4; the network F runs in F32 (the reference casts x to float32 before it).
+//!   c_noise = ln(σ)/4; the network F runs in F32 (the reference casts x and σ to float32 before
+//!   it, so the coefficients are computed in f32 too unless the network runs in F64).
 //!
 //! Noise is drawn only on steps with γ > 0 (the reference draws on every step and multiplies by 0).
 
@@ -52,17 +53,42 @@ impl<'a> EdmPrecond<'a> {
 
 impl EdmDenoiser for EdmPrecond<'_> {
     fn denoise(&self, x: &Tensor, sigma: f64, cond: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let sd = self.sigma_data;
-        let s2 = sigma * sigma + sd * sd;
-        let c_skip = sd * sd / s2;
-        let c_out = sigma * sd / s2.sqrt();
-        let c_in = 1.0 / s2.sqrt();
-        let c_noise = sigma.ln() / 4.0;
+        let (c_skip, c_out, c_in, c_noise) = if self.net_dtype == DType::F64 {
+            precond_coefficients(sigma, self.sigma_data)
+        } else {
+            // The reference casts σ to float32 and computes the coefficients in float32; over a
+            // Heun run the f64 values alone move a sample by ~2e-5 relative (Motion2VecSets
+            // fixtures), so they are rounded the same way here.
+            let (a, b, c, d) = precond_coefficients_f32(sigma as f32, self.sigma_data as f32);
+            (f64::from(a), f64::from(b), f64::from(c), f64::from(d))
+        };
         let xn = x.to_dtype(self.net_dtype)?;
         let t = timesteps_tensor(c_noise, x.dim(0)?, x.device())?;
         let f = self.net.predict(&xn.affine(c_in, 0.0)?, &t, cond)?;
         xn.affine(c_skip, 0.0)? + f.to_dtype(self.net_dtype)?.affine(c_out, 0.0)?
     }
+}
+
+/// `(c_skip, c_out, c_in, c_noise)` at σ (`EDMPrecond.forward`), in f64.
+fn precond_coefficients(sigma: f64, sigma_data: f64) -> (f64, f64, f64, f64) {
+    let s2 = sigma * sigma + sigma_data * sigma_data;
+    (
+        sigma_data * sigma_data / s2,
+        sigma * sigma_data / s2.sqrt(),
+        1.0 / s2.sqrt(),
+        sigma.ln() / 4.0,
+    )
+}
+
+/// The same in f32, rounding where torch's float32 tensors do.
+fn precond_coefficients_f32(sigma: f32, sigma_data: f32) -> (f32, f32, f32, f32) {
+    let s2 = sigma * sigma + sigma_data * sigma_data;
+    (
+        sigma_data * sigma_data / s2,
+        sigma * sigma_data / s2.sqrt(),
+        1.0 / s2.sqrt(),
+        sigma.ln() / 4.0,
+    )
 }
 
 /// Sampler settings; the default is Motion2VecSets' (`edm_sampler` defaults).

@@ -1,0 +1,90 @@
+//! Motion2VecSets (Cao et al., CVPR 2024, arXiv 2401.06614; code `VVeiCao/Motion2VecSets`): 4D
+//! latent vector-set diffusion. A sequence is one shape latent set for frame 1 plus one
+//! deformation latent set per later frame; two KL autoencoders decode them (occupancy for the
+//! shape, absolute frame-t positions of frame-1 points for a deformation), and two EDM denoisers
+//! generate them from sparse or partial point-cloud observations. Research note:
+//! `shared/research/motion2vecsets.md`; parity record: `PARITY.md` beside this file.
+//!
+//! | upstream | here |
+//! |---|---|
+//! | `KLAutoEncoder` (`kl_d512_m512_l8`), `KLAutoEncoder_deform` (`de_kl_d512_m512_l32`) | [`KlAutoEncoder`] (`autoencoder.rs`) |
+//! | `PreNorm`, `Attention`, GEGLU `FeedForward`, `PointEmbed` (+ `basis`) | `layers.rs` (embedding from `core::ops::fourier`) |
+//! | `Scan2latent`, `Scan2latent_deform_timeatt` | [`Scan2Latent`], [`Scan2LatentPairs`] (`condition.rs`) |
+//! | `LatentArrayTransformer`, `BasicTransformerBlock`, `AdaLayerNorm`, `PositionalEmbedding` | [`LatentArrayTransformer`] (`denoiser.rs`) |
+//! | `EDMPrecond`, `edm_sampler` | [`LatentDenoiser`] over `core::diffusion::{EdmPrecond, edm_sample}` |
+//!
+//! Checkpoints: the official `torch.save({'model': state_dict})` files (`*_shape_ae.pth`,
+//! `*_deform_ae.pth`, `*_shape_diff_*.pth`, `*_deform_diff_*.pth`), or safetensors with the same
+//! keys, load strictly with [`load_autoencoder`] and [`load_denoiser`].
+
+mod autoencoder;
+mod condition;
+pub mod config;
+mod denoiser;
+mod layers;
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use thiserror::Error;
+
+use crate::core::diffusion::DiffusionError;
+use crate::core::weights::{LoadOptions, LoadReport, WeightsError, build_model, load_checkpoint};
+pub use autoencoder::{
+    GridOptions, KlAutoEncoder, Posterior, PreparedLatents, farthest_point_sample, fps_indices, grid_points,
+};
+pub use condition::{Scan2Latent, Scan2LatentPairs};
+pub use config::{AutoEncoderConfig, ConfigError, DenoiserConfig, Observation};
+pub use denoiser::{Conditioning, LatentArrayTransformer, LatentDenoiser};
+
+/// Why a Motion2VecSets network could not be built or run.
+#[derive(Debug, Error)]
+pub enum M2vsError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("Motion2VecSets: {0}")]
+    Shape(String),
+    #[error("Motion2VecSets: {0}")]
+    Diffusion(#[from] DiffusionError),
+    #[error("Motion2VecSets: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// The official files hold the state dict under `model`, with the keys `nn.Module.state_dict()`
+/// gives. Only wrappers that add a prefix to every key are undone (`DataParallel`,
+/// `torch.compile`); `model.` must stay, since the denoisers' own keys start with it.
+fn load_options() -> LoadOptions {
+    LoadOptions {
+        strip_prefixes: vec!["module.".into(), "_orig_mod.".into()],
+        ..LoadOptions::default()
+    }
+}
+
+/// A shape or deformation autoencoder from an official checkpoint (or safetensors with its
+/// keys), strictly: a missing, misshapen or unused tensor is an error naming the file and keys.
+pub fn load_autoencoder(
+    path: &Path,
+    cfg: &AutoEncoderConfig,
+    device: &Device,
+) -> Result<(KlAutoEncoder, LoadReport), M2vsError> {
+    cfg.validate()?;
+    let ckpt = load_checkpoint(path, &load_options())?;
+    Ok(build_model(&ckpt, DType::F32, device, true, |vb| {
+        KlAutoEncoder::load(vb, cfg)
+    })?)
+}
+
+/// A shape or deformation denoiser (`EDMPrecond`: `model.*`, `cond_enc.*`), strictly.
+pub fn load_denoiser(
+    path: &Path,
+    cfg: &DenoiserConfig,
+    device: &Device,
+) -> Result<(LatentDenoiser, LoadReport), M2vsError> {
+    cfg.validate()?;
+    let ckpt = load_checkpoint(path, &load_options())?;
+    Ok(build_model(&ckpt, DType::F32, device, true, |vb| {
+        LatentDenoiser::load(vb, cfg)
+    })?)
+}
