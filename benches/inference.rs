@@ -8,7 +8,14 @@
 //!                                  [--weights FILE.safetensors] [--out FILE.safetensors]
 //! cargo bench --bench inference -- --task ldae_ddim_step [--reps 1] [--warmup 0] [--steps 20] [--index 10]
 //!                                  [--weights FILE.safetensors] [--out FILE.safetensors]
+//! cargo bench --bench inference -- --task m2vs_grid [--size 128] [--batch 100000,10000]
 //! ```
+//!
+//! `m2vs_grid`: Motion2VecSets' released shape autoencoder (`kl_d512_m512_l8`, deterministic
+//! pseudo-random weights) evaluating the occupancy of one frame on a `--size`³ grid over
+//! [-0.55, 0.55]³ in query batches of each `--batch`, twice: with the decoder's latent-only trunk
+//! (24 self-attention blocks over the 512 latents) computed once and cached, and recomputed for
+//! every batch as the reference's `decode(z, queries)` does (the same logits: tests/m2vs_parity.rs).
 //!
 //! `ldae_ddim_step`: one shifted DDIM sampling step of LDAE's full-size decoder (`ShiftUNet` with
 //! `UNetConfig::default()`, LDAE's `unet_args`, and a 768-wide semantic code) on a 1×3×32×40×32
@@ -65,6 +72,8 @@ struct Args {
     /// `ldae_ddim_step`: DDIM steps of the respaced schedule and the entry the step starts from.
     steps: usize,
     index: usize,
+    /// `m2vs_grid`: query batch sizes to time.
+    batches: Vec<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -89,6 +98,7 @@ fn parse_args() -> Result<Args, String> {
             .collect(),
         steps: 20,
         index: 10,
+        batches: vec![100_000, 10_000],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -104,13 +114,19 @@ fn parse_args() -> Result<Args, String> {
             "--impls" => a.impls = value()?.split(',').map(|s| s.trim().to_string()).collect(),
             "--steps" => a.steps = num("--steps", Some(value()?), 0)?,
             "--index" => a.index = num("--index", Some(value()?), 0)?,
+            "--batch" => {
+                a.batches = value()?
+                    .split(',')
+                    .map(|b| b.trim().parse::<usize>().map_err(|e| format!("--batch: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
             // `cargo bench` passes --bench; libtest-style filters are ignored too.
             "--bench" | "--nocapture" => {}
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: inference [--task conv3d|aekl_decode|ldae_ddim_step] [--size N] [--channels C] \
+                    "usage: inference [--task conv3d|aekl_decode|ldae_ddim_step|m2vs_grid] [--size N] [--channels C] \
                      [--reps N] [--warmup N] [--impls auto,direct,im2col,composite] [--steps S] [--index I] \
-                     [--weights F] [--out F]"
+                     [--weights F] [--out F] [--batch B,B]"
                 );
                 std::process::exit(0);
             }
@@ -120,15 +136,24 @@ fn parse_args() -> Result<Args, String> {
     }
     // Defaults depend on the task: a 7-TFLOP decode (or a multi-TFLOP UNet step) is timed once, after
     // no warm-up.
-    let decode = matches!(a.task.as_str(), "aekl_decode" | "ldae_ddim_step");
+    let decode = matches!(a.task.as_str(), "aekl_decode" | "ldae_ddim_step" | "m2vs_grid");
     if a.reps == 0 {
         a.reps = if decode { 1 } else { 5 };
     }
     if a.warmup == usize::MAX {
         a.warmup = if decode { 0 } else { 1 };
     }
-    if !matches!(a.task.as_str(), "conv3d" | "aekl_decode" | "ldae_ddim_step") {
-        return Err(format!("unknown task {} (conv3d, aekl_decode, ldae_ddim_step)", a.task));
+    if !matches!(
+        a.task.as_str(),
+        "conv3d" | "aekl_decode" | "ldae_ddim_step" | "m2vs_grid"
+    ) {
+        return Err(format!(
+            "unknown task {} (conv3d, aekl_decode, ldae_ddim_step, m2vs_grid)",
+            a.task
+        ));
+    }
+    if a.batches.contains(&0) {
+        return Err("--batch sizes must be positive".into());
     }
     if a.size == 0 || a.channels == 0 || a.reps == 0 {
         return Err("size, channels and reps must be positive".into());
@@ -474,6 +499,52 @@ fn run(args: &Args) -> candle_core::Result<Value> {
     }))
 }
 
+/// The `m2vs_grid` task (see the module comment).
+fn run_m2vs_grid(args: &Args) -> candle_core::Result<Value> {
+    use latent_workbench::methods::motion2vecsets::{AutoEncoderConfig, GridOptions, KlAutoEncoder};
+    let cfg = AutoEncoderConfig::kl_d512_m512_l8();
+    // Zero weights: dense matrix products cost the same whatever the values, and the equality of
+    // the two paths is held by tests/m2vs_parity.rs on fixtures.
+    let vb = candle_nn::VarBuilder::zeros(DType::F32, &Device::Cpu);
+    let ae = KlAutoEncoder::load(vb, &cfg)?;
+    let z = &noise(&[1, cfg.num_latents, cfg.latent_dim], 7, 1.0)?;
+    let n = args.size;
+    let mut rows = Vec::new();
+    for &batch in &args.batches {
+        let mut opts = GridOptions {
+            points_per_axis: n,
+            batch,
+            recompute_trunk: false,
+        };
+        let t = Instant::now();
+        let cached = ae
+            .occupancy_grid(z, &opts)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let cached_s = t.elapsed().as_secs_f64();
+        opts.recompute_trunk = true;
+        let t = Instant::now();
+        let again = ae
+            .occupancy_grid(z, &opts)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let recomputed_s = t.elapsed().as_secs_f64();
+        assert_eq!(cached.len(), again.len());
+        rows.push(json!({
+            "batch": batch,
+            "decoder_calls": (n * n * n).div_ceil(batch),
+            "cached_s": cached_s,
+            "recomputed_per_batch_s": recomputed_s,
+            "speedup": recomputed_s / cached_s,
+        }));
+    }
+    Ok(json!({
+        "task": "m2vs_grid",
+        "model": "kl_d512_m512_l8 (released shape autoencoder, zero weights)",
+        "grid": [n, n, n],
+        "threads": rayon::current_num_threads(),
+        "results": rows,
+    }))
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(a) => a,
@@ -485,6 +556,7 @@ fn main() {
     let result = match args.task.as_str() {
         "aekl_decode" => run_decode(&args),
         "ldae_ddim_step" => run_ldae_step(&args),
+        "m2vs_grid" => run_m2vs_grid(&args),
         _ => run(&args),
     };
     match result {

@@ -354,32 +354,3 @@ fn released_configs_ask_for_exactly_the_reference_keys() {
         );
     }
 }
-
-/// Timing of the decoder cache against the reference's per-batch recomputation, on the released
-/// shape autoencoder's architecture (weights are zeros: the cost does not depend on them).
-/// `cargo test --test m2vs_parity -- --ignored --nocapture occupancy_grid_cache_timing`.
-#[test]
-#[ignore = "timing, ~1 min on 2 cores"]
-fn occupancy_grid_cache_timing() {
-    let cfg = AutoEncoderConfig::kl_d512_m512_l8();
-    let ae = KlAutoEncoder::load(candle_nn::VarBuilder::zeros(DType::F32, &Device::Cpu), &cfg).unwrap();
-    let z = Tensor::zeros((1, cfg.num_latents, cfg.latent_dim), DType::F32, &Device::Cpu).unwrap();
-    let mut opts = GridOptions {
-        points_per_axis: 17,
-        batch: 1_000,
-        recompute_trunk: false,
-    };
-    let t = std::time::Instant::now();
-    let cached = ae.occupancy_grid(&z, &opts).unwrap();
-    let t_cached = t.elapsed();
-    opts.recompute_trunk = true;
-    let t = std::time::Instant::now();
-    let recomputed = ae.occupancy_grid(&z, &opts).unwrap();
-    let t_recomputed = t.elapsed();
-    eprintln!(
-        "17³ grid in batches of 1000: cached {t_cached:.2?}, recomputed per batch {t_recomputed:.2?} ({:.1}×)",
-        t_recomputed.as_secs_f64() / t_cached.as_secs_f64()
-    );
-    assert_eq!(cached, recomputed);
-    assert!(t_cached < t_recomputed);
-}
