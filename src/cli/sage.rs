@@ -8,7 +8,7 @@ use crate::core::jobs::JobError;
 use crate::methods::sage::generator::Generator;
 use crate::methods::sage::naturalness::Naturalness;
 use crate::methods::sage::report::{self, RunInfo};
-use crate::methods::sage::search::{Mode, Objective, Search, SearchConfig, SearchResult, SearchState, Stopped};
+use crate::methods::sage::search::{ModeKind, Objective, Search, SearchConfig, SearchResult, SearchState, Stopped};
 use crate::methods::sage::setup::{CLASSIFIER_FAMILY, GENERATOR_FAMILY, ModelRef, SageSetup, SetupSpec};
 use anyhow::{Context, bail};
 use candle_core::Device;
@@ -23,12 +23,15 @@ pub enum ObjectiveArg {
     Switch,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModeArg {
-    Skip,
-    Backprop,
-    Evolution,
-    Random,
+/// `--mode` takes the library's mode kinds by their names.
+impl clap::ValueEnum for ModeKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &ModeKind::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.label()))
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -50,8 +53,8 @@ pub struct SageArgs {
     /// The class a condition switch should produce (`--objective switch`).
     #[arg(long)]
     pub target: Option<String>,
-    #[arg(long, value_enum, default_value_t = ModeArg::Skip)]
-    pub mode: ModeArg,
+    #[arg(long, value_enum, default_value_t = ModeKind::Skip)]
+    pub mode: ModeKind,
     /// Skip mode: exact backpropagation through this many final sampler steps.
     #[arg(long, default_value_t = 0)]
     pub exact_last: usize,
@@ -131,7 +134,7 @@ fn class_index(names: &[String], spec: &str) -> anyhow::Result<usize> {
         .with_context(|| format!("unknown class {spec:?} (the generator knows {})", names.join(", ")))
 }
 
-fn search_config(args: &SageArgs, names: &[String], mode: ModeArg) -> anyhow::Result<SearchConfig> {
+fn search_config(args: &SageArgs, names: &[String], mode: ModeKind) -> anyhow::Result<SearchConfig> {
     let class = class_index(names, &args.class)?;
     let objective = match args.objective {
         ObjectiveArg::Unrelated => Objective::Unrelated,
@@ -146,17 +149,7 @@ fn search_config(args: &SageArgs, names: &[String], mode: ModeArg) -> anyhow::Re
             }
         }
     };
-    let mode = match mode {
-        ModeArg::Skip => Mode::Skip {
-            exact_last: args.exact_last,
-        },
-        ModeArg::Backprop => Mode::Backprop,
-        ModeArg::Evolution => Mode::Evolution {
-            population: args.population,
-            sigma: args.sigma,
-        },
-        ModeArg::Random => Mode::Random,
-    };
+    let mode = mode.with(args.exact_last, args.population, args.sigma);
     Ok(SearchConfig {
         objective,
         class,
@@ -318,9 +311,9 @@ fn compare(args: &SageArgs, setup: Arc<SageSetup>, names: &[String]) -> anyhow::
     let rates = setup.base_rates()?;
     let info = setup.run_info(rates.clone());
     let mut rows = Vec::new();
-    for mode in [ModeArg::Skip, ModeArg::Backprop, ModeArg::Evolution, ModeArg::Random] {
+    for mode in ModeKind::ALL {
         let config = search_config(args, names, mode)?;
-        if matches!(config.objective, Objective::SwitchCondition { .. }) && mode == ModeArg::Random {
+        if matches!(config.objective, Objective::SwitchCondition { .. }) && mode == ModeKind::Random {
             continue;
         }
         let dir = args.output.join(config.mode.label());

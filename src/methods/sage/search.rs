@@ -46,6 +46,52 @@ impl Objective {
     }
 }
 
+/// Which way a search moves, without the parameters of a [`Mode`]: what a user picks first (the
+/// CLI's `--mode`, the panel's choice), completed into a `Mode` by [`ModeKind::with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModeKind {
+    /// SAGE's approximate gradient (skip connection to the starting noise).
+    #[default]
+    Skip,
+    Backprop,
+    Evolution,
+    Random,
+}
+
+impl ModeKind {
+    pub const ALL: [ModeKind; 4] = [Self::Skip, Self::Backprop, Self::Evolution, Self::Random];
+
+    /// The word the CLI takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Skip => "skip",
+            Self::Backprop => "backprop",
+            Self::Evolution => "evolution",
+            Self::Random => "random",
+        }
+    }
+
+    /// How the panel names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Skip => "gradient, SAGE skip",
+            Self::Backprop => "gradient, full backprop",
+            Self::Evolution => "evolution strategy",
+            Self::Random => "random search",
+        }
+    }
+
+    /// The mode of this kind with its parameters (each kind takes the ones it uses).
+    pub fn with(self, exact_last: usize, population: usize, sigma: f64) -> Mode {
+        match self {
+            Self::Skip => Mode::Skip { exact_last },
+            Self::Backprop => Mode::Backprop,
+            Self::Evolution => Mode::Evolution { population, sigma },
+            Self::Random => Mode::Random,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Mode {
@@ -61,6 +107,15 @@ pub enum Mode {
 }
 
 impl Mode {
+    pub fn kind(&self) -> ModeKind {
+        match self {
+            Mode::Skip { .. } => ModeKind::Skip,
+            Mode::Backprop => ModeKind::Backprop,
+            Mode::Evolution { .. } => ModeKind::Evolution,
+            Mode::Random => ModeKind::Random,
+        }
+    }
+
     pub fn label(&self) -> String {
         match self {
             Mode::Skip { exact_last: 0 } => "skip".into(),

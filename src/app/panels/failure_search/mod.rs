@@ -14,7 +14,7 @@ use crate::app::{AppState, Command, Session};
 use crate::core::jobs::{self, JobError, JobHandle};
 use crate::methods::sage::naturalness::Naturalness;
 use crate::methods::sage::report;
-use crate::methods::sage::search::{Mode, Objective, SearchConfig, SearchState};
+use crate::methods::sage::search::{Mode, ModeKind, Objective, SearchConfig, SearchState};
 use crate::methods::sage::setup::{CLASSIFIER_FAMILY, GENERATOR_FAMILY, ModelRef, SetupSpec};
 use compute::{Finished, LiveView, Loaded, Outcome, Output};
 use serde::{Deserialize, Serialize};
@@ -48,29 +48,6 @@ impl ObjectiveChoice {
     }
 }
 
-/// How the search moves (`search::Mode` without its parameters, which the settings hold).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ModeChoice {
-    /// SAGE's approximate gradient (skip connection to the starting noise).
-    #[default]
-    Skip,
-    Backprop,
-    Evolution,
-    Random,
-}
-
-impl ModeChoice {
-    pub const ALL: [ModeChoice; 4] = [Self::Skip, Self::Backprop, Self::Evolution, Self::Random];
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Skip => "gradient, SAGE skip",
-            Self::Backprop => "gradient, full backprop",
-            Self::Evolution => "evolution strategy",
-            Self::Random => "random search",
-        }
-    }
-}
-
 /// What the panel remembers across restarts.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -85,7 +62,7 @@ pub struct FailureSearchSettings {
     pub objective: ObjectiveChoice,
     /// The class a condition switch should produce.
     pub target: usize,
-    pub mode: ModeChoice,
+    pub mode: ModeKind,
     pub restarts: usize,
     /// Generator calls per restart (a gradient evaluation counts two).
     pub budget: usize,
@@ -113,7 +90,7 @@ impl Default for FailureSearchSettings {
             class: 2,
             objective: ObjectiveChoice::Unrelated,
             target: 0,
-            mode: ModeChoice::Skip,
+            mode: ModeKind::Skip,
             restarts: 16,
             budget: 100,
             lr: 0.3,
@@ -139,17 +116,7 @@ impl FailureSearchSettings {
         SearchConfig {
             objective,
             class: self.class,
-            mode: match self.mode {
-                ModeChoice::Skip => Mode::Skip {
-                    exact_last: self.exact_last,
-                },
-                ModeChoice::Backprop => Mode::Backprop,
-                ModeChoice::Evolution => Mode::Evolution {
-                    population: self.population,
-                    sigma: self.sigma,
-                },
-                ModeChoice::Random => Mode::Random,
-            },
+            mode: self.mode.with(self.exact_last, self.population, self.sigma),
             restarts: self.restarts.max(1),
             budget: self.budget.max(1),
             lr: self.lr,
@@ -174,19 +141,15 @@ impl FailureSearchSettings {
                 self.target = target;
             }
         }
-        self.mode = match c.mode {
-            Mode::Skip { exact_last } => {
-                self.exact_last = exact_last;
-                ModeChoice::Skip
-            }
-            Mode::Backprop => ModeChoice::Backprop,
+        self.mode = c.mode.kind();
+        match c.mode {
+            Mode::Skip { exact_last } => self.exact_last = exact_last,
             Mode::Evolution { population, sigma } => {
                 self.population = population;
                 self.sigma = sigma;
-                ModeChoice::Evolution
             }
-            Mode::Random => ModeChoice::Random,
-        };
+            Mode::Backprop | Mode::Random => {}
+        }
     }
 
     /// The models to load, or which one is missing from the registry.
@@ -646,11 +609,11 @@ fn controls(
             choice(ui, "Switch to", &mut settings.target, &class_options, &fallback);
             ui.end_row();
         }
-        let options = ModeChoice::ALL.map(|m| (m, m.label().to_string()));
+        let options = ModeKind::ALL.map(|m| (m, m.label().to_string()));
         choice(ui, "Mode", &mut settings.mode, &options, "");
         ui.end_row();
         match settings.mode {
-            ModeChoice::Skip => {
+            ModeKind::Skip => {
                 let l = ui.label("Exact last steps").on_hover_text(
                     "Backpropagate exactly through this many final sampler steps; the skip covers the rest",
                 );
@@ -658,7 +621,7 @@ fn controls(
                     .labelled_by(l.id);
                 ui.end_row();
             }
-            ModeChoice::Evolution => {
+            ModeKind::Evolution => {
                 let l = ui.label("Population");
                 ui.add(egui::DragValue::new(&mut settings.population).range(2..=256))
                     .labelled_by(l.id);
@@ -668,7 +631,7 @@ fn controls(
                     .labelled_by(l.id);
                 ui.end_row();
             }
-            ModeChoice::Backprop | ModeChoice::Random => {}
+            ModeKind::Backprop | ModeKind::Random => {}
         }
         let l = ui.label("Restarts");
         ui.add(egui::DragValue::new(&mut settings.restarts).range(1..=256))
@@ -680,10 +643,7 @@ fn controls(
         ui.add(egui::DragValue::new(&mut settings.budget).range(2..=100_000))
             .labelled_by(l.id);
         ui.end_row();
-        if matches!(
-            settings.mode,
-            ModeChoice::Skip | ModeChoice::Backprop | ModeChoice::Evolution
-        ) {
+        if matches!(settings.mode, ModeKind::Skip | ModeKind::Backprop | ModeKind::Evolution) {
             let l = ui.label("Step size (Adam)");
             ui.add(egui::DragValue::new(&mut settings.lr).range(0.001..=10.0).speed(0.01))
                 .labelled_by(l.id);
@@ -851,7 +811,7 @@ mod tests {
 
     #[test]
     fn a_saved_runs_settings_come_back_as_they_were() {
-        for mode in ModeChoice::ALL {
+        for mode in ModeKind::ALL {
             let settings = FailureSearchSettings {
                 mode,
                 exact_last: 2,
