@@ -414,3 +414,65 @@ fn volume_rays_stop_at_an_opaque_mesh_inside_the_volume() {
     let (a, b) = (with_fog.px(W / 2 + 24, H / 2), alone.px(W / 2 + 24, H / 2));
     assert!(differs(&a, &b) && a[0] > b[0], "beside the sphere {a:?} against {b:?}");
 }
+
+/// `render-motion`: one PNG per frame of a sequence (the frames differ as the shape moves) or a
+/// turntable around one frame, with provenance; a frame out of range is refused by name.
+#[test]
+fn render_motion_writes_a_frame_per_image_and_a_turntable() {
+    use latent_workbench::methods::demo_data::motion::{MotionKind, MotionSpec, generate};
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let seq = generate(&MotionSpec {
+        frames: 4,
+        resolution: 24,
+        ..MotionSpec::new(MotionKind::BendingCapsule)
+    })
+    .unwrap()
+    .sequence;
+    let frames = dir.path().join("capsule");
+    latent_workbench::io::motion::write_frames(&frames, &seq, "ply").unwrap();
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_latent-workbench"))
+            .arg("render-motion")
+            .arg(&frames)
+            .arg("-o")
+            .arg(out)
+            .args(["--size", "96x72", "--displacement", "viridis"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let pngs = |d: &std::path::Path| -> Vec<Vec<u8>> {
+        let mut files: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "png"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|f| match latent_workbench::io::image::read(f).unwrap().data() {
+                latent_workbench::core::ImageData::U8(v) => v.clone(),
+                _ => panic!("8-bit PNG"),
+            })
+            .collect()
+    };
+    let playback = dir.path().join("playback");
+    let o = run(&playback, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let images = pngs(&playback);
+    assert_eq!(images.len(), 4);
+    assert_ne!(images[0], images[1], "the capsule bends between frames");
+    assert!(playback.join("provenance.json").exists());
+    let turntable = dir.path().join("turntable");
+    let o = run(&turntable, &["--turntable", "4", "--at-frame", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let views = pngs(&turntable);
+    assert_eq!(views.len(), 4);
+    assert_ne!(views[0], views[1], "the camera turns");
+    let o = run(&turntable, &["--turntable", "4", "--at-frame", "9"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--at-frame"), "{err}");
+}

@@ -163,3 +163,37 @@ fn export_writes_an_animated_glb_and_frames_with_provenance() {
         "17 OBJs and provenance.json"
     );
 }
+
+#[test]
+fn png_export_renders_the_view_as_shown() {
+    use latent_workbench::app::panels::motion::export::write_png_views;
+    use latent_workbench::render::motion;
+    if let Err(e) = latent_workbench::render::Gpu::headless() {
+        assert!(
+            std::env::var("LW_REQUIRE_RENDER").as_deref() != Ok("1"),
+            "no adapter: {e}"
+        );
+        return;
+    }
+    let h = demo();
+    let app = h.state();
+    let shown = app.session.motion.visible_sequences();
+    assert_eq!(shown.len(), 2);
+    let settings = &app.state.motion;
+    let views = motion::turntable_views(5.0, settings.viewport.camera, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let provenance = serde_json::json!({"made_by": {"operation": "turntable"}});
+    let said = write_png_views(
+        dir.path(),
+        &shown,
+        &settings.style(),
+        &settings.viewport.settings,
+        &views,
+        &provenance,
+    )
+    .unwrap();
+    assert!(said.starts_with("3 PNG images"), "{said}");
+    for name in ["frame_0000.png", "frame_0002.png", "provenance.json"] {
+        assert!(dir.path().join(name).exists(), "{name}");
+    }
+}

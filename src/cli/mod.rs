@@ -14,6 +14,7 @@ mod probe;
 mod progress;
 mod relrep;
 mod render;
+mod render_motion;
 mod sage;
 mod ssim;
 mod train;
@@ -64,6 +65,9 @@ pub enum Command {
     /// correspondence error (as Occupancy Networks and Motion2VecSets define them), next to the
     /// nearest-frame baseline (the prediction's first frame held still).
     MotionEval(motion_eval::Args),
+    /// A motion sequence rendered offscreen: one PNG per frame, or a turntable around one frame
+    /// (`--turntable N`), with provenance.json.
+    RenderMotion(render_motion::Args),
     /// Iso-surface of a volume by marching cubes, written as a mesh in world mm.
     Mesh {
         volume: PathBuf,
@@ -167,6 +171,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Convert { input, output } => convert::run(&input, &output),
         Command::Ssim { a, b, data_range, json } => ssim::run(&a, &b, data_range, json),
         Command::MotionEval(args) => motion_eval::run(&args),
+        Command::RenderMotion(args) => render_motion::run(&args),
         Command::Mesh {
             volume,
             level,

@@ -60,7 +60,7 @@ pub struct RenderArgs {
     pub json: bool,
 }
 
-fn parse_size(s: &str) -> anyhow::Result<[u32; 2]> {
+pub(super) fn parse_size(s: &str) -> anyhow::Result<[u32; 2]> {
     let (w, h) = s
         .split_once(['x', 'X'])
         .with_context(|| format!("--size must look like 1024x768, got {s:?}"))?;

@@ -5,12 +5,13 @@
 
 pub mod camera;
 pub mod math;
+pub mod motion;
 pub mod offscreen;
 pub mod scene;
 pub mod scene_renderer;
 mod volume_pass;
 
 pub use camera::{OrbitCamera, ViewPreset};
-pub use offscreen::{Gpu, render_image, render_rgba};
+pub use offscreen::{Gpu, Offscreen, render_image, render_rgba};
 pub use scene::{Arrangement, ClipPlane, Coloring, Geometry, RenderSettings, Scene, SceneObject, Shading};
 pub use scene_renderer::{COLOR_FORMAT, RenderError, SceneRenderer};

@@ -96,6 +96,31 @@ pub fn render_rgba(
     Ok(pixels)
 }
 
+/// A device and a renderer kept for many images (frames of an animation, a turntable).
+pub struct Offscreen {
+    gpu: Gpu,
+    renderer: SceneRenderer,
+}
+
+impl Offscreen {
+    pub fn new() -> Result<Self, RenderError> {
+        let gpu = Gpu::headless()?;
+        let renderer = SceneRenderer::new(&gpu.device)?;
+        Ok(Self { gpu, renderer })
+    }
+
+    pub fn render(
+        &mut self,
+        scene: &Scene,
+        camera: &OrbitCamera,
+        settings: &RenderSettings,
+        size: [u32; 2],
+    ) -> Result<crate::core::Image, RenderError> {
+        let pixels = render_rgba(&self.gpu, &mut self.renderer, scene, camera, settings, size)?;
+        Ok(rgba_image(size, pixels))
+    }
+}
+
 /// One-shot: opens a device, builds the renderer and renders once.
 pub fn render_image(
     scene: &Scene,

@@ -9,29 +9,25 @@
 //! they are laid out here from their whole-sequence boxes so that nothing shifts while playing.
 //!
 //! Not built yet, and said so in the panel: Motion2VecSets reconstruction from sparse or partial
-//! points, WildFusion novel views, PNG-sequence export.
+//! points, WildFusion novel views.
 
 pub mod export;
 mod timeline;
 
 use super::viewport3d::{self, GpuStatus, ViewportState};
 use crate::app::{AppState, Command, Session};
+use crate::core::Asset;
 use crate::core::colormap::Colormap;
 use crate::core::motion::{MotionSequence, Playback};
-use crate::core::{Asset, PointCloud};
-use crate::render::{Arrangement, Coloring, Geometry, Scene, SceneObject};
+use crate::render::motion::{self, MotionStyle, ShownSequence};
+use crate::render::{Arrangement, Scene};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const SIDE_WIDTH: f32 = 290.0;
-/// Scene ids of the trails: the sequence's asset id plus this.
-const TRAIL_ID_BASE: u64 = 1 << 40;
 /// Largest time step one repaint may advance (a stalled frame does not jump the animation).
 const MAX_DT: f32 = 0.1;
-
-/// An axis-aligned box `(min, max)`.
-type Bounds = ([f32; 3], [f32; 3]);
 
 /// What the tab remembers across restarts.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -50,6 +46,17 @@ pub struct MotionSettings {
     pub trail_points: usize,
     pub speed: f32,
     pub looping: bool,
+}
+
+impl MotionSettings {
+    /// How the scene draws the sequences.
+    pub fn style(&self) -> MotionStyle {
+        MotionStyle {
+            displacement: self.color_by_displacement.then_some((self.colormap, self.range)),
+            trails: self.trails.then_some((self.trail_frames, self.trail_points)),
+            side_by_side: self.viewport.settings.arrangement == Arrangement::SideBySide,
+        }
+    }
 }
 
 impl Default for MotionSettings {
@@ -71,10 +78,7 @@ impl Default for MotionSettings {
 /// One sequence in the tab.
 struct Shown {
     visible: bool,
-    sequence: Arc<MotionSequence>,
-    /// Largest displacement from frame 0 over the sequence (the colour scale).
-    max_displacement: f32,
-    bounds: Option<Bounds>,
+    shown: ShownSequence,
 }
 
 /// The tab's working state (not persisted).
@@ -84,20 +88,11 @@ pub struct MotionRuntime {
     pub playback: Playback,
     scene: Arc<Scene>,
     /// The time and display choices the scene was built for (rebuilt only when they change).
-    built_for: Option<(f32, Vec<u64>, BuildChoices)>,
+    built_for: Option<(f32, Vec<u64>, MotionStyle)>,
     export: Option<crate::core::jobs::JobHandle<Option<String>>>,
     /// `gui --tab motion --run-demo`: once the demo sequences are loaded, show them side by side
     /// at a frame with trails.
     pub demo_pending: bool,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-struct BuildChoices {
-    color: bool,
-    colormap: Colormap,
-    range: f32,
-    trails: Option<(usize, usize)>,
-    side_by_side: bool,
 }
 
 impl MotionRuntime {
@@ -112,16 +107,21 @@ impl MotionRuntime {
 
     /// Frames on the timeline: the longest visible sequence.
     pub fn frames(&self) -> usize {
-        self.visible().map(|(_, s)| s.sequence.len()).max().unwrap_or(0)
+        self.visible().map(|(_, s)| s.shown.sequence.len()).max().unwrap_or(0)
     }
 
     fn visible(&self) -> impl Iterator<Item = (&u64, &Shown)> {
         self.shown.iter().filter(|(_, s)| s.visible)
     }
 
+    /// The visible sequences, in id order.
+    pub fn visible_sequences(&self) -> Vec<ShownSequence> {
+        self.visible().map(|(_, s)| s.shown.clone()).collect()
+    }
+
     /// The timeline's rate: the first visible sequence's.
     fn fps(&self) -> f32 {
-        self.visible().map(|(_, s)| s.sequence.fps).next().unwrap_or(10.0)
+        self.visible().map(|(_, s)| s.shown.sequence.fps).next().unwrap_or(10.0)
     }
 }
 
@@ -152,125 +152,12 @@ fn sync_assets(session: &mut Session) {
                 a.id,
                 Shown {
                     visible: true,
-                    max_displacement: seq.max_displacement(),
-                    bounds: seq.bounds(),
-                    sequence: Arc::new(seq),
+                    shown: ShownSequence::new(a.id, a.name.clone(), Arc::new(seq)),
                 },
             );
             rt.built_for = None;
         }
     }
-}
-
-/// Per visible sequence, the translation that lays them out left to right by their whole-sequence
-/// boxes (zero when overlaid), and the box around everything over all frames.
-fn layout(rt: &MotionRuntime, side_by_side: bool) -> (Vec<[f32; 3]>, Option<Bounds>) {
-    let boxes: Vec<Option<Bounds>> = rt.visible().map(|(_, s)| s.bounds).collect();
-    let widest = boxes
-        .iter()
-        .flatten()
-        .map(|(lo, hi)| hi[0] - lo[0])
-        .fold(0.0f32, f32::max);
-    let mut cursor = 0.0f32;
-    let mut offsets = Vec::with_capacity(boxes.len());
-    let mut total: Option<Bounds> = None;
-    for b in &boxes {
-        let off = match (b, side_by_side) {
-            (Some((lo, hi)), true) => {
-                let shift = cursor - lo[0];
-                cursor += hi[0] - lo[0] + 0.15 * widest;
-                [shift, 0.0, 0.0]
-            }
-            _ => [0.0; 3],
-        };
-        if let Some((lo, hi)) = b {
-            let (lo, hi) = ([lo[0] + off[0], lo[1], lo[2]], [hi[0] + off[0], hi[1], hi[2]]);
-            total = Some(match total {
-                None => (lo, hi),
-                Some((a, b)) => (
-                    [a[0].min(lo[0]), a[1].min(lo[1]), a[2].min(lo[2])],
-                    [b[0].max(hi[0]), b[1].max(hi[1]), b[2].max(hi[2])],
-                ),
-            });
-        }
-        offsets.push(off);
-    }
-    (offsets, total)
-}
-
-fn translate(points: &mut [[f32; 3]], off: [f32; 3]) {
-    if off != [0.0; 3] {
-        for p in points {
-            for k in 0..3 {
-                p[k] += off[k];
-            }
-        }
-    }
-}
-
-/// The scene at the current time: each visible sequence's frame (interpolated between frames),
-/// coloured by displacement when asked, and its trails.
-fn build_scene(session: &Session, choices: &BuildChoices) -> Scene {
-    let rt = &session.motion;
-    let time = rt.playback.time;
-    let (offsets, _) = layout(rt, choices.side_by_side);
-    let mut scene = Scene::default();
-    for ((id, s), off) in rt.visible().zip(offsets) {
-        let name = session.get(*id).map_or_else(String::new, |a| a.name.clone());
-        let seq = &s.sequence;
-        let scalars = if choices.color {
-            seq.displacement_at(time)
-        } else {
-            Vec::new()
-        };
-        let geometry = match seq.mesh_at(time) {
-            Some(mut mesh) => {
-                translate(&mut mesh.positions, off);
-                mesh.scalars = scalars;
-                Geometry::Mesh(Arc::new(mesh))
-            }
-            None => {
-                let mut cloud = seq.cloud_at(time);
-                translate(&mut cloud.points, off);
-                cloud.scalars = scalars;
-                Geometry::Points(Arc::new(cloud))
-            }
-        };
-        let mut object = SceneObject::new(*id, name.clone(), geometry);
-        if choices.color && s.max_displacement > 0.0 {
-            object.coloring = Coloring::Scalar {
-                colormap: choices.colormap,
-                lo: 0.0,
-                hi: (choices.range * s.max_displacement).max(1e-6),
-            };
-        }
-        scene.objects.push(object);
-        if let Some((length, count)) = choices.trails {
-            let (mut points, ages) = seq.trails(time, count, length, 3);
-            if !points.is_empty() {
-                translate(&mut points, off);
-                // Coloured by freshness: bright at the head, fading to dark `length` frames back.
-                let freshness = ages.iter().map(|a| length as f32 - a).collect();
-                let cloud = PointCloud {
-                    points,
-                    scalars: freshness,
-                    ..Default::default()
-                };
-                let mut trail = SceneObject::new(
-                    id + TRAIL_ID_BASE,
-                    format!("{name} trails"),
-                    Geometry::Points(Arc::new(cloud)),
-                );
-                trail.coloring = Coloring::Scalar {
-                    colormap: Colormap::Magma,
-                    lo: 0.0,
-                    hi: length as f32,
-                };
-                scene.objects.push(trail);
-            }
-        }
-    }
-    scene
 }
 
 pub fn ui(
@@ -316,23 +203,19 @@ pub fn ui(
     settings.speed = rt.playback.speed;
     settings.looping = rt.playback.looping;
 
-    let choices = BuildChoices {
-        color: settings.color_by_displacement,
-        colormap: settings.colormap,
-        range: settings.range,
-        trails: settings
-            .trails
-            .then_some((settings.trail_frames, settings.trail_points)),
-        side_by_side: settings.viewport.settings.arrangement == Arrangement::SideBySide,
-    };
-    let visible: Vec<u64> = session.motion.visible().map(|(id, _)| *id).collect();
-    let key = (session.motion.playback.time, visible, choices);
+    let style = settings.style();
+    let shown = session.motion.visible_sequences();
+    let key = (
+        session.motion.playback.time,
+        shown.iter().map(|s| s.id).collect(),
+        style,
+    );
     if session.motion.built_for.as_ref() != Some(&key) {
-        session.motion.scene = Arc::new(build_scene(session, &choices));
+        session.motion.scene = Arc::new(motion::scene_at(&shown, session.motion.playback.time, &style));
         session.motion.built_for = Some(key);
     }
     let scene = session.motion.scene.clone();
-    let (_, bounds) = layout(&session.motion, choices.side_by_side);
+    let (_, bounds) = motion::layout(&shown, style.side_by_side);
     settings.viewport.fixed_bounds = bounds;
     viewport3d::toolbar(ui, &scene, &mut settings.viewport);
     if scene.objects.is_empty() {
@@ -354,9 +237,9 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut MotionSettings, session: &mut Se
     ui.heading("Motion (4D)");
     ui.strong("Sequences");
     let names: BTreeMap<u64, String> = session.assets.iter().map(|a| (a.id, a.name.clone())).collect();
-    for (id, shown) in session.motion.shown.iter_mut() {
-        let seq = &shown.sequence;
-        ui.checkbox(&mut shown.visible, names.get(id).cloned().unwrap_or_default());
+    for (id, entry) in session.motion.shown.iter_mut() {
+        let seq = &entry.shown.sequence;
+        ui.checkbox(&mut entry.visible, names.get(id).cloned().unwrap_or_default());
         ui.indent(*id, |ui| {
             let what = if seq.is_mesh() {
                 format!("{} vertices, {} faces", seq.frames[0].len(), seq.triangles.len())
@@ -368,7 +251,7 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut MotionSettings, session: &mut Se
             };
             ui.weak(format!("{} frames at {} fps · {what}", seq.len(), seq.fps));
             if seq.corresponding().is_some() {
-                ui.weak(format!("largest displacement {:.4}", shown.max_displacement));
+                ui.weak(format!("largest displacement {:.4}", entry.shown.max_displacement));
             } else {
                 ui.weak("counts differ between frames: no displacement colours or trails");
             }
@@ -419,11 +302,11 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut MotionSettings, session: &mut Se
         );
     });
     ui.separator();
-    export::section(ui, session);
+    export::section(ui, session, settings);
     ui.separator();
     ui.weak(
         "Not built yet (issue #8): reconstruction and tracking with Motion2VecSets from sparse or partial \
-         points, WildFusion novel views, PNG-sequence and turntable export.",
+         points (its networks are built and tested, no trained model ships), WildFusion novel views.",
     );
 }
 
