@@ -8,24 +8,13 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use latent_workbench::app::{Launch, WorkbenchApp};
 use latent_workbench::render::{Coloring, Geometry};
-use std::time::Duration;
 
 #[path = "common/app.rs"]
 mod app;
 use app::harness;
 
 fn settle(h: &mut Harness<'static, WorkbenchApp>) {
-    for _ in 0..3000 {
-        h.step();
-        let app = h.state();
-        if !app.busy() && !app.session.motion.busy() {
-            h.step();
-            h.step();
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("jobs did not finish");
+    app::settle_until(h, |app| !app.busy() && !app.session.motion.busy());
 }
 
 fn demo() -> Harness<'static, WorkbenchApp> {

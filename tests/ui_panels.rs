@@ -7,7 +7,6 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 use latent_workbench::app::{Command, Launch, Tab, WorkbenchApp};
 use latent_workbench::core::slice::Plane;
-use std::time::Duration;
 
 #[path = "common/app.rs"]
 mod app;
@@ -15,16 +14,7 @@ use app::harness;
 
 /// Steps until no load job is running (jobs finish on worker threads).
 fn settle(h: &mut Harness<'static, WorkbenchApp>) {
-    for _ in 0..500 {
-        h.step();
-        if !h.state().busy() {
-            h.step();
-            h.step();
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("jobs did not finish");
+    app::settle_until(h, |app| !app.busy());
 }
 
 /// The app on its built-in demo volume, showing the Viewer.

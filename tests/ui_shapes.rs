@@ -8,7 +8,6 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use latent_workbench::app::{Command, Launch, WorkbenchApp};
 use latent_workbench::render::Geometry;
-use std::time::Duration;
 
 #[path = "common/app.rs"]
 mod app;
@@ -17,17 +16,7 @@ mod wala;
 use app::harness;
 
 fn settle(h: &mut Harness<'static, WorkbenchApp>) {
-    for _ in 0..3000 {
-        h.step();
-        let app = h.state();
-        if !app.busy() && !app.session.shapes.busy() {
-            h.step();
-            h.step();
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("jobs did not finish");
+    app::settle_until(h, |app| !app.busy() && !app.session.shapes.busy());
 }
 
 fn triangles(h: &Harness<'static, WorkbenchApp>) -> Vec<(String, usize)> {

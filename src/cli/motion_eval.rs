@@ -6,7 +6,7 @@
 use super::{num, print_json};
 use crate::core::Asset;
 use crate::core::motion::MotionSequence;
-use crate::methods::metrics::shape::{EvalOptions, SequenceScores, evaluate_sequence, held_first_frame};
+use crate::methods::metrics::shape::{EvalOptions, FrameScores, SequenceScores, evaluate_sequence, held_first_frame};
 use anyhow::{Context, bail};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -76,28 +76,24 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     println!("frame      IoU   Chamfer-L1   corr-L2   | baseline (frame 1 held): IoU   Chamfer-L1   corr-L2");
     for (t, (m, h)) in model.frames.iter().zip(&held.frames).enumerate() {
-        println!(
-            "{:>5}  {:>7.4}  {:>11.5}  {:>8}   |                          {:>6.4}  {:>11.5}  {:>8}",
-            t + 1,
-            m.iou,
-            m.chamfer_l1,
-            m.correspondence_l2.map_or("-".into(), |c| format!("{c:.5}")),
-            h.iou,
-            h.chamfer_l1,
-            h.correspondence_l2.map_or("-".into(), |c| format!("{c:.5}")),
-        );
+        println!("{}", row(&(t + 1).to_string(), m, h));
     }
-    let (m, h) = (model.mean, held.mean);
-    println!(
-        " mean  {:>7.4}  {:>11.5}  {:>8}   |                          {:>6.4}  {:>11.5}  {:>8}",
+    println!("{}", row("mean", &model.mean, &held.mean));
+    Ok(())
+}
+
+/// One line of the table: the model's scores, then the baseline's.
+fn row(label: &str, m: &FrameScores, h: &FrameScores) -> String {
+    let corr = |f: &FrameScores| f.correspondence_l2.map_or("-".into(), |c| format!("{c:.5}"));
+    format!(
+        "{label:>5}  {:>7.4}  {:>11.5}  {:>8}   |                          {:>6.4}  {:>11.5}  {:>8}",
         m.iou,
         m.chamfer_l1,
-        m.correspondence_l2.map_or("-".into(), |c| format!("{c:.5}")),
+        corr(m),
         h.iou,
         h.chamfer_l1,
-        h.correspondence_l2.map_or("-".into(), |c| format!("{c:.5}")),
-    );
-    Ok(())
+        corr(h)
+    )
 }
 
 fn scores_json(s: &SequenceScores) -> serde_json::Value {

@@ -98,23 +98,27 @@ fn geometry_of(path: &std::path::Path, args: &RenderArgs) -> anyhow::Result<Geom
     })
 }
 
+/// `--view NAME` as a preset.
+pub(super) fn parse_view(name: &str) -> anyhow::Result<ViewPreset> {
+    ViewPreset::from_name(name)
+        .with_context(|| format!("--view must be one of front, back, left, right, top, bottom, iso; got {name:?}"))
+}
+
+/// An optional colormap flag's value (`flag` names it in the error).
+pub(super) fn parse_colormap(flag: &str, name: Option<&str>) -> anyhow::Result<Option<Colormap>> {
+    name.map(|name| {
+        Colormap::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .with_context(|| format!("{flag} must be gray, viridis, magma or diverging; got {name:?}"))
+    })
+    .transpose()
+}
+
 pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
     let size = parse_size(&args.size)?;
-    let preset = ViewPreset::from_name(&args.view).with_context(|| {
-        format!(
-            "--view must be one of front, back, left, right, top, bottom, iso; got {:?}",
-            args.view
-        )
-    })?;
-    let colormap = match args.colormap.as_deref() {
-        None => None,
-        Some(name) => Some(
-            Colormap::ALL
-                .into_iter()
-                .find(|c| c.name() == name)
-                .with_context(|| format!("--colormap must be gray, viridis, magma or diverging; got {name:?}"))?,
-        ),
-    };
+    let preset = parse_view(&args.view)?;
+    let colormap = parse_colormap("--colormap", args.colormap.as_deref())?;
     if crate::io::FileKind::from_path(&args.output)? != crate::io::FileKind::Image {
         bail!("output must be an image (.png): {}", args.output.display());
     }

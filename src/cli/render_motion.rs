@@ -3,11 +3,10 @@
 //! `provenance.json` beside the images. The scenes are the Motion tab's (`render::motion`).
 
 use super::print_json;
-use super::render::parse_size;
+use super::render::{parse_colormap, parse_size, parse_view};
 use crate::core::Asset;
-use crate::core::colormap::Colormap;
 use crate::render::motion::{self, MotionStyle, ShownSequence};
-use crate::render::{OrbitCamera, RenderSettings, ViewPreset};
+use crate::render::{OrbitCamera, RenderSettings};
 use anyhow::{Context, bail};
 use serde_json::json;
 use std::path::PathBuf;
@@ -43,21 +42,8 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let size = parse_size(&args.size)?;
-    let preset = ViewPreset::from_name(&args.view).with_context(|| {
-        format!(
-            "--view must be one of front, back, left, right, top, bottom, iso; got {:?}",
-            args.view
-        )
-    })?;
-    let colormap = match args.displacement.as_deref() {
-        None => None,
-        Some(name) => Some(
-            Colormap::ALL
-                .into_iter()
-                .find(|c| c.name() == name)
-                .with_context(|| format!("--displacement must be gray, viridis, magma or diverging; got {name:?}"))?,
-        ),
-    };
+    let preset = parse_view(&args.view)?;
+    let colormap = parse_colormap("--displacement", args.displacement.as_deref())?;
     let sequence = match crate::io::load(&args.sequence)? {
         Asset::Motion(m) => m,
         other => bail!(

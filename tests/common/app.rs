@@ -9,3 +9,18 @@ pub fn harness(launch: Launch) -> Harness<'static, WorkbenchApp> {
         .with_size(egui::vec2(1400.0, 900.0))
         .build_eframe(move |cc| WorkbenchApp::new(cc, launch))
 }
+
+/// Steps until `idle` holds for the app (jobs finish on worker threads), then two more frames so
+/// the panels show the results.
+pub fn settle_until(h: &mut Harness<'static, WorkbenchApp>, idle: impl Fn(&WorkbenchApp) -> bool) {
+    for _ in 0..3000 {
+        h.step();
+        if idle(h.state()) {
+            h.step();
+            h.step();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("jobs did not finish");
+}

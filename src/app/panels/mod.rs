@@ -56,6 +56,14 @@ impl egui_tiles::Behavior<Tab> for TabBehavior<'_> {
     }
 }
 
+/// A name made safe as a file stem for a save dialog's suggestion (letters, digits, - and _ kept,
+/// anything else `_`).
+pub fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
 /// A one-line description of an asset for lists.
 pub fn describe(asset: &crate::core::Asset) -> String {
     use crate::core::Asset;

@@ -193,16 +193,7 @@ fn job(
     provenance: serde_json::Value,
     waker: Option<jobs::Waker>,
 ) -> jobs::JobHandle<Option<String>> {
-    let stem: String = name
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let stem = crate::app::panels::file_stem(&name);
     jobs::spawn(format!("Export {name}"), waker, move |ctx| {
         let dialog = rfd::FileDialog::new().set_title("Export sequence");
         let path = match format {

@@ -524,16 +524,7 @@ fn export_job(
     provenance: serde_json::Value,
     waker: Option<jobs::Waker>,
 ) -> JobHandle<Option<PathBuf>> {
-    let stem: String = name
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let stem = crate::app::panels::file_stem(&name);
     jobs::spawn(format!("Export {name}"), waker, move |ctx| {
         let Some(path) = rfd::FileDialog::new()
             .set_title("Export mesh")
