@@ -205,9 +205,9 @@ fn reconstructs_a_short_sparse_sequence_with_frame_one_topology() {
     // Smaller decoder batches: more calls, the same frames.
     let batch = v / 3 + 1;
     let frames_batched = decode_frames(&models, d, &seq.frames[0], batch, &mut no_progress()).unwrap();
-    assert_eq!(frames_batched.1, (T - 1) * 3);
+    assert_eq!(frames_batched.decoder_calls, (T - 1) * 3);
     for f in 1..T {
-        for (a, b) in frames_batched.0[f - 1].iter().zip(&seq.frames[f]) {
+        for (a, b) in frames_batched.frames[f - 1].iter().zip(&seq.frames[f]) {
             for k in 0..3 {
                 assert!((a[k] - b[k]).abs() <= 1e-5 * b[k].abs().max(1.0), "{a:?} vs {b:?}");
             }

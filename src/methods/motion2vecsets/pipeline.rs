@@ -319,7 +319,8 @@ pub fn sample_shape(
     opts: &PipelineOptions,
     progress: PipelineProgress,
 ) -> Result<Tensor, M2vsError> {
-    let obs = points_tensor(std::slice::from_ref(&frame1.to_vec()), &models.device)?.squeeze(0)?;
+    let flat: Vec<f32> = frame1.iter().flatten().copied().collect();
+    let obs = Tensor::from_vec(flat, (1, frame1.len(), 3), &models.device)?;
     let cond = models.shape_denoiser.condition_shape(&obs)?;
     let mut step = |d, t| progress(Stage::ShapeSampling, d, t);
     let z = models
@@ -374,14 +375,13 @@ pub fn sample_deformations(
 
 /// Stage 4: each frame's positions of `vertices` (frame-1 mesh, network coordinates) from its
 /// deformation latents `(1, T − 1, M, C)`; one decoder trunk per frame, queried in batches.
-/// Returns the frames and the number of decoder calls.
 pub fn decode_frames(
     models: &Models,
     deformation_latents: &Tensor,
     vertices: &[[f32; 3]],
     batch: usize,
     progress: PipelineProgress,
-) -> Result<(Vec<Vec<[f32; 3]>>, usize), M2vsError> {
+) -> Result<DecodedFrames, M2vsError> {
     let later = match deformation_latents.dims() {
         &[1, t, _, _] => t,
         d => {
@@ -416,7 +416,17 @@ pub fn decode_frames(
         frames.push(out);
     }
     progress(Stage::Decoding, total, total).map_err(|_| M2vsError::Cancelled)?;
-    Ok((frames, calls))
+    Ok(DecodedFrames {
+        frames,
+        decoder_calls: calls,
+    })
+}
+
+/// Frames 2..T's vertex positions and the deformation-decoder calls they took.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodedFrames {
+    pub frames: Vec<Vec<[f32; 3]>>,
+    pub decoder_calls: usize,
 }
 
 /// The whole reconstruction of `observations` (T frames of points; with correspondences for the
@@ -463,7 +473,10 @@ pub fn reconstruct(
         let d = sample_deformations(models, &shape, &frames, opts, progress)?;
         stats.deformation_sampling = clock.elapsed();
         let clock = Instant::now();
-        let (decoded, calls) = decode_frames(models, &d, &frame1.positions, opts.decode_batch, progress)?;
+        let DecodedFrames {
+            frames: decoded,
+            decoder_calls: calls,
+        } = decode_frames(models, &d, &frame1.positions, opts.decode_batch, progress)?;
         stats.decoding = clock.elapsed();
         stats.deform_decoder_calls = calls;
         stats.deform_points = decoded.iter().map(Vec::len).sum();
