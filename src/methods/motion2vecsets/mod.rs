@@ -12,6 +12,8 @@
 //! | `Scan2latent`, `Scan2latent_deform_timeatt` | [`Scan2Latent`], [`Scan2LatentPairs`] (`condition.rs`) |
 //! | `LatentArrayTransformer`, `BasicTransformerBlock`, `AdaLayerNorm`, `PositionalEmbedding` | [`LatentArrayTransformer`] (`denoiser.rs`) |
 //! | `EDMPrecond`, `edm_sampler` | [`LatentDenoiser`] over `core::diffusion::{EdmPrecond, edm_sample}` |
+//! | `libmise.MISE`, `Generator3D` (`im2mesh/utils/onet_generator.py`) | [`mesher`]: [`mise`], `mesh_dense`, `mesh_grid` |
+//! | `core/eval.py` / `demo/infer.py` reconstruction | [`pipeline`]: [`reconstruct`] → `MotionSequence` |
 //!
 //! Checkpoints: the official `torch.save({'model': state_dict})` files (`*_shape_ae.pth`,
 //! `*_deform_ae.pth`, `*_shape_diff_*.pth`, `*_deform_diff_*.pth`), or safetensors with the same
@@ -22,6 +24,8 @@ mod condition;
 pub mod config;
 mod denoiser;
 mod layers;
+pub mod mesher;
+pub mod pipeline;
 
 use std::path::Path;
 
@@ -29,6 +33,7 @@ use candle_core::{DType, Device};
 use thiserror::Error;
 
 use crate::core::diffusion::DiffusionError;
+use crate::core::jobs::JobError;
 use crate::core::weights::{LoadOptions, LoadReport, WeightsError, build_model, load_checkpoint};
 pub use autoencoder::{
     GridOptions, KlAutoEncoder, Posterior, PreparedLatents, farthest_point_sample, fps_indices, grid_points,
@@ -36,6 +41,8 @@ pub use autoencoder::{
 pub use condition::{Scan2Latent, Scan2LatentPairs};
 pub use config::{AutoEncoderConfig, ConfigError, DenoiserConfig, Observation};
 pub use denoiser::{Conditioning, LatentArrayTransformer, LatentDenoiser};
+pub use mesher::{DecoderField, ExtractedMesh, LogitField, MeshStats, MiseOptions, mise};
+pub use pipeline::{Models, PipelineOptions, PipelineStats, Reconstruction, Stage, reconstruct};
 
 /// Why a Motion2VecSets network could not be built or run.
 #[derive(Debug, Error)]
@@ -46,10 +53,37 @@ pub enum M2vsError {
     Weights(#[from] WeightsError),
     #[error("Motion2VecSets: {0}")]
     Shape(String),
+    /// The sampler failed; its cancellation becomes [`M2vsError::Cancelled`] instead.
     #[error("Motion2VecSets: {0}")]
-    Diffusion(#[from] DiffusionError),
+    Diffusion(DiffusionError),
     #[error("Motion2VecSets: {0}")]
     Candle(#[from] candle_core::Error),
+    #[error("Motion2VecSets mesher: {0}")]
+    Mesher(String),
+    #[error("Motion2VecSets: bad input: {0}")]
+    Input(String),
+    /// Stopped on request (a progress callback said so); not a failure.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// One cancellation, whichever stage noticed it (sampler, mesher or decoder).
+impl From<DiffusionError> for M2vsError {
+    fn from(e: DiffusionError) -> Self {
+        match e {
+            DiffusionError::Cancelled => M2vsError::Cancelled,
+            other => M2vsError::Diffusion(other),
+        }
+    }
+}
+
+impl From<M2vsError> for JobError {
+    fn from(e: M2vsError) -> Self {
+        match e {
+            M2vsError::Cancelled => JobError::Cancelled,
+            other => JobError::Failed(other.to_string()),
+        }
+    }
 }
 
 /// The official files hold the state dict under `model`, with the keys `nn.Module.state_dict()`
