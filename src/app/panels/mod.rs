@@ -60,7 +60,13 @@ impl egui_tiles::Behavior<Tab> for TabBehavior<'_> {
 /// anything else `_`).
 pub fn file_stem(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
