@@ -214,6 +214,13 @@ fn demo_data_motion_writes_meshes_points_and_glb_that_convert_and_describe() {
     let points = io::array::read_npy(&seq_dir.join("points.npy")).unwrap();
     assert_eq!(points.shape(), &[5, 64, 3]);
     assert!(points.values().iter().all(|v| v.abs() <= 0.5));
+    // The partial scan loads as a point sequence of 64 points per frame, front half only.
+    let partial = match io::load(&seq_dir.join("partial")).unwrap() {
+        latent_workbench::core::Asset::Motion(m) => m,
+        other => panic!("partial/ loaded as {}", other.kind()),
+    };
+    assert_eq!(partial.len(), 5);
+    assert!(!partial.is_mesh() && partial.corresponding() == Some(64));
     gltf::Gltf::from_slice(&std::fs::read(seq_dir.join("motion.glb")).unwrap()).unwrap();
 
     // info describes the folder as a sequence; convert turns it into a .glb and back to frames.

@@ -2,15 +2,20 @@
 //! [--seed S]`: procedural deforming shapes (`methods::demo_data::motion`). For each sequence a
 //! folder `NAME/` with `mesh/frame_0000.ply ...` (constant topology: the ground truth),
 //! `points.npy` (T×K×3 surface points with correspondences and Gaussian noise: the sparse input
-//! Motion2VecSets reconstructs from) and `motion.glb` (the mesh sequence as morph targets), plus
-//! `sequences.csv`. Coordinates lie in Motion2VecSets' unit cube ([-0.5, 0.5]³).
+//! Motion2VecSets reconstructs from), `partial/frame_0000.ply ...` (a depth scan of each frame
+//! from the front: K visible points per frame, no correspondence, the same noise: the partial
+//! input) and `motion.glb` (the mesh sequence as morph targets), plus `sequences.csv`. Coordinates lie in Motion2VecSets' unit cube ([-0.5, 0.5]³).
 
 use crate::core::LatentTensor;
+use crate::core::motion::MotionSequence;
 use crate::io;
-use crate::methods::demo_data::motion::{MotionKind, MotionSpec, generate, sample_sparse};
+use crate::methods::demo_data::motion::{MotionKind, MotionSpec, generate, sample_partial, sample_sparse};
 use anyhow::{Context, bail};
 use std::fmt::Write as _;
 use std::path::PathBuf;
+
+/// The depth scanner stands in front (+z) and looks back along −z.
+const SCANNER_VIEW: [f32; 3] = [0.0, 0.0, -1.0];
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -67,6 +72,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let flat: Vec<f32> = sparse.iter().flatten().flatten().copied().collect();
         let tensor = LatentTensor::new("points", vec![g.sequence.len(), args.points, 3], flat)?;
         io::array::write_npy(&dir.join("points.npy"), &tensor)?;
+        let partial = MotionSequence {
+            frames: sample_partial(&g.sequence, args.points, SCANNER_VIEW, args.noise, seed ^ 0x5CA7),
+            triangles: Vec::new(),
+            fps: g.sequence.fps,
+        };
+        io::motion::write_frames(&dir.join("partial"), &partial, "ply")?;
         let s = &g.sequence;
         writeln!(
             csv,

@@ -210,6 +210,83 @@ pub fn sample_sparse(seq: &MotionSequence, count: usize, noise: f32, seed: u64) 
         .collect()
 }
 
+/// Dense surface points per kept point drawn before the visibility test.
+const SCAN_OVERSAMPLE: usize = 40;
+/// Dense samples per depth-buffer pixel (about half of them face the scanner).
+const SAMPLES_PER_PIXEL: f32 = 6.0;
+
+/// A depth scan of every frame from one fixed direction `view` (pointing from the scanner into
+/// the scene): `count` points per frame that the scanner sees, drawn independently per frame (no
+/// correspondence, as a real scan has none), with Gaussian noise `noise`. Motion2VecSets'
+/// partial input. Visibility is an orthographic depth buffer over the frame's extent, with
+/// pixels sized so that each holds a few dense surface samples: a sample is seen when it is
+/// within one pixel's depth of the nearest sample in its pixel. A frame with fewer visible samples than `count` repeats some.
+pub fn sample_partial(seq: &MotionSequence, count: usize, view: [f32; 3], noise: f32, seed: u64) -> Vec<Vec<[f32; 3]>> {
+    let mut rng = Rng::new(seed);
+    let norm = (view[0] * view[0] + view[1] * view[1] + view[2] * view[2]).sqrt().max(1e-12);
+    let d = view.map(|c| c / norm);
+    // An orthonormal image basis (u, v) perpendicular to d.
+    let helper = if d[1].abs() < 0.9 { [0.0, 1.0, 0.0] } else { [1.0, 0.0, 0.0] };
+    let cross = |a: [f32; 3], b: [f32; 3]| [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+    let unit = |a: [f32; 3]| {
+        let n = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt().max(1e-12);
+        a.map(|c| c / n)
+    };
+    let u = unit(cross(helper, d));
+    let v = cross(d, u);
+    let dot = |a: [f32; 3], b: [f32; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+    seq.frames
+        .iter()
+        .map(|frame| {
+            let dense: Vec<[f32; 3]> = if seq.triangles.is_empty() {
+                frame.clone()
+            } else {
+                surface_samples(frame, &seq.triangles, count * SCAN_OVERSAMPLE, &mut rng)
+                    .into_iter()
+                    .map(|s| sample_point(frame, &seq.triangles, s))
+                    .collect()
+            };
+            if dense.is_empty() || count == 0 {
+                return Vec::new();
+            }
+            let image: Vec<(f32, f32, f32)> = dense.iter().map(|&p| (dot(p, u), dot(p, v), dot(p, d))).collect();
+            let (mut lo, mut hi) = ([f32::MAX; 2], [f32::MIN; 2]);
+            for &(x, y, _) in &image {
+                lo = [lo[0].min(x), lo[1].min(y)];
+                hi = [hi[0].max(x), hi[1].max(y)];
+            }
+            let side = ((dense.len() as f32 / SAMPLES_PER_PIXEL).sqrt() as usize).clamp(4, 512);
+            let pixel = ((hi[0] - lo[0]).max(hi[1] - lo[1]) / side as f32).max(1e-6);
+            let cell = |x: f32, y: f32| {
+                let i = (((x - lo[0]) / pixel) as usize).min(side - 1);
+                let j = (((y - lo[1]) / pixel) as usize).min(side - 1);
+                j * side + i
+            };
+            let mut nearest = vec![f32::MAX; side * side];
+            for &(x, y, z) in &image {
+                let c = cell(x, y);
+                nearest[c] = nearest[c].min(z);
+            }
+            let seen: Vec<usize> = image
+                .iter()
+                .enumerate()
+                .filter(|(_, (x, y, z))| *z <= nearest[cell(*x, *y)] + pixel)
+                .map(|(i, _)| i)
+                .collect();
+            (0..count)
+                .map(|k| {
+                    let i = if seen.len() >= count {
+                        seen[k * seen.len() / count]
+                    } else {
+                        seen[((rng.uniform() * seen.len() as f64) as usize).min(seen.len() - 1)]
+                    };
+                    dense[i].map(|c| c + noise * rng.normal() as f32)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shapes and their motion
 
@@ -552,6 +629,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_partial_scan_sees_only_the_side_facing_the_scanner() {
+        let seq = small(MotionKind::BreathingEllipsoid).sequence;
+        let scans = sample_partial(&seq, 300, [0.0, 0.0, 1.0], 0.0, 7);
+        assert_eq!(scans.len(), seq.len());
+        for (t, (scan, frame)) in scans.iter().zip(&seq.frames).enumerate() {
+            assert_eq!(scan.len(), 300);
+            let (lo, hi) = crate::core::mesh::bounds(frame).unwrap();
+            let mid = 0.5 * (lo[2] + hi[2]);
+            // The scanner looks along +z: it sees the low-z half, never the far side.
+            let near = scan.iter().filter(|p| p[2] < mid).count();
+            assert!(near as f32 > 0.95 * scan.len() as f32, "frame {t}: {near} of 300 near");
+        }
+        // Frames are drawn independently: no correspondence to rely on.
+        assert_ne!(scans[0][0], scans[1][0]);
     }
 
     #[test]
