@@ -346,3 +346,46 @@ fn bad_inputs_are_typed_errors() {
         Err(M2vsError::Mesher(_))
     ));
 }
+
+#[test]
+fn tracking_scores_the_reconstruction_and_both_baselines_against_the_truth() {
+    use latent_workbench::methods::metrics::shape::EvalOptions;
+    use latent_workbench::methods::motion2vecsets::tracking::{observations, reconstruct_and_score, score};
+    let nets = nets();
+    let models = nets.models(Observation::Paired);
+    let truth = generate(&MotionSpec {
+        frames: T,
+        resolution: 24,
+        ..MotionSpec::new(MotionKind::BendingCapsule)
+    })
+    .unwrap()
+    .sequence;
+    let obs = observations(&truth, N, 0.001, Observation::Paired, 5).unwrap();
+    let opts = options(&models, &obs[0]);
+    let eval = EvalOptions {
+        volume_samples: 4000,
+        surface_samples: 4000,
+        ..EvalOptions::default()
+    };
+    let tracked = reconstruct_and_score(&models, &truth, 0.001, &opts, &eval, &mut no_progress()).unwrap();
+    let s = &tracked.scores;
+    assert_eq!(s.model.frames.len(), T);
+    // The static truth is exact on frame 1 and the held frame 1 is the model's on frame 1.
+    assert!(s.static_truth.frames[0].iou > 0.999, "{:?}", s.static_truth.frames[0]);
+    assert!(s.static_truth.frames[0].chamfer_l1 < 0.01);
+    assert_eq!(s.model.frames[0], s.nearest_frame.frames[0]);
+    // The static truth is wrong where the capsule has bent.
+    assert!(s.static_truth.frames[T - 1].iou < 0.999);
+    // Scoring is a pure function of the two sequences.
+    let again = score(&tracked.reconstruction.sequence, &truth, &eval).unwrap();
+    assert_eq!(again.model, s.model);
+
+    // A point sequence without correspondence is refused for the sparse (paired) model.
+    let ragged = latent_workbench::core::motion::MotionSequence {
+        frames: vec![vec![[0.0; 3]; N + 5], vec![[0.1; 3]; N + 9]],
+        triangles: Vec::new(),
+        fps: 10.0,
+    };
+    let e = reconstruct_and_score(&models, &ragged, 0.0, &opts, &eval, &mut no_progress());
+    assert!(matches!(e, Err(M2vsError::Input(_))), "{:?}", e.err());
+}

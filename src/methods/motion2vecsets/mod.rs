@@ -26,6 +26,7 @@ mod denoiser;
 mod layers;
 pub mod mesher;
 pub mod pipeline;
+pub mod tracking;
 
 use std::path::Path;
 

@@ -228,6 +228,16 @@ pub type PipelineProgress<'a> = &'a mut dyn FnMut(Stage, usize, usize) -> Result
 
 /// A progress callback for a background job: the four stages share the bar equally.
 pub fn job_progress(ctx: &JobContext) -> impl FnMut(Stage, usize, usize) -> Result<(), Cancelled> + '_ {
+    job_progress_within(ctx, 0.0..1.0, String::new())
+}
+
+/// As [`job_progress`], on the part `range` of the bar (one sequence of several), each message
+/// after `prefix`.
+pub fn job_progress_within(
+    ctx: &JobContext,
+    range: std::ops::Range<f32>,
+    prefix: String,
+) -> impl FnMut(Stage, usize, usize) -> Result<(), Cancelled> + '_ {
     move |stage, done, total| {
         let i = Stage::ALL.iter().position(|s| *s == stage).unwrap_or(0);
         let within = if total == 0 {
@@ -235,7 +245,11 @@ pub fn job_progress(ctx: &JobContext) -> impl FnMut(Stage, usize, usize) -> Resu
         } else {
             (done as f32 / total as f32).min(1.0)
         };
-        ctx.set((i as f32 + within) / 4.0, format!("{} {done}/{total}", stage.label()));
+        let fraction = (i as f32 + within) / 4.0;
+        ctx.set(
+            range.start + fraction * (range.end - range.start),
+            format!("{prefix}{} {done}/{total}", stage.label()),
+        );
         ctx.check().map_err(|_| Cancelled)
     }
 }
