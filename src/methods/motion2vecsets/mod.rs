@@ -20,6 +20,7 @@
 //! keys, load strictly with [`load_autoencoder`] and [`load_denoiser`].
 
 mod autoencoder;
+pub mod bundle;
 mod condition;
 pub mod config;
 mod denoiser;
@@ -39,6 +40,7 @@ use crate::core::weights::{LoadOptions, LoadReport, WeightsError, build_model, l
 pub use autoencoder::{
     GridOptions, KlAutoEncoder, Posterior, PreparedLatents, farthest_point_sample, fps_indices, grid_points,
 };
+pub use bundle::{BundleConfig, FAMILY, M2vsBundle};
 pub use condition::{Scan2Latent, Scan2LatentPairs};
 pub use config::{AutoEncoderConfig, ConfigError, DenoiserConfig, Observation};
 pub use denoiser::{Conditioning, LatentArrayTransformer, LatentDenoiser};
