@@ -6,6 +6,7 @@ mod demo_data;
 mod info;
 mod interpolate;
 mod interpolate_eval;
+mod m2vs;
 mod manipulate;
 mod mesh;
 mod models;
@@ -68,6 +69,12 @@ pub enum Command {
     /// A motion sequence rendered offscreen: one PNG per frame, or a turntable around one frame
     /// (`--turntable N`), with provenance.json.
     RenderMotion(render_motion::Args),
+    /// Motion2VecSets: reconstruct and track a point (or mesh) sequence with a Motion2VecSets-family
+    /// model; writes an animated GLB or a folder of frames, with provenance.
+    M2vsReconstruct(m2vs::ReconstructArgs),
+    /// Motion2VecSets on held-out procedural sequences: IoU, Chamfer-L1 and correspondence error
+    /// against the nearest-frame and static-truth baselines (the README's table).
+    M2vsEval(m2vs::EvalArgs),
     /// Iso-surface of a volume by marching cubes, written as a mesh in world mm.
     Mesh {
         volume: PathBuf,
@@ -172,6 +179,8 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Ssim { a, b, data_range, json } => ssim::run(&a, &b, data_range, json),
         Command::MotionEval(args) => motion_eval::run(&args),
         Command::RenderMotion(args) => render_motion::run(&args),
+        Command::M2vsReconstruct(args) => m2vs::reconstruct(&args),
+        Command::M2vsEval(args) => m2vs::evaluate(&args),
         Command::Mesh {
             volume,
             level,

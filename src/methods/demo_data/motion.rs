@@ -223,11 +223,23 @@ const SAMPLES_PER_PIXEL: f32 = 6.0;
 /// within one pixel's depth of the nearest sample in its pixel. A frame with fewer visible samples than `count` repeats some.
 pub fn sample_partial(seq: &MotionSequence, count: usize, view: [f32; 3], noise: f32, seed: u64) -> Vec<Vec<[f32; 3]>> {
     let mut rng = Rng::new(seed);
-    let norm = (view[0] * view[0] + view[1] * view[1] + view[2] * view[2]).sqrt().max(1e-12);
+    let norm = (view[0] * view[0] + view[1] * view[1] + view[2] * view[2])
+        .sqrt()
+        .max(1e-12);
     let d = view.map(|c| c / norm);
     // An orthonormal image basis (u, v) perpendicular to d.
-    let helper = if d[1].abs() < 0.9 { [0.0, 1.0, 0.0] } else { [1.0, 0.0, 0.0] };
-    let cross = |a: [f32; 3], b: [f32; 3]| [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+    let helper = if d[1].abs() < 0.9 {
+        [0.0, 1.0, 0.0]
+    } else {
+        [1.0, 0.0, 0.0]
+    };
+    let cross = |a: [f32; 3], b: [f32; 3]| {
+        [
+            a[1] * b[2] - a[2] * b[1],
+            a[2] * b[0] - a[0] * b[2],
+            a[0] * b[1] - a[1] * b[0],
+        ]
+    };
     let unit = |a: [f32; 3]| {
         let n = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt().max(1e-12);
         a.map(|c| c / n)

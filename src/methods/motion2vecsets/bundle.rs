@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{AutoEncoderConfig, ConfigError, DenoiserConfig};
 use super::pipeline::Models;
 use super::{KlAutoEncoder, LatentDenoiser, M2vsError};
+use crate::core::manifest::Entry;
 use crate::core::weights::{LoadOptions, build_model, load_checkpoint};
 
 /// The manifest family of these models.
@@ -176,6 +177,23 @@ impl M2vsBundle {
 
     pub fn config(&self) -> &BundleConfig {
         &self.config
+    }
+
+    /// A registered model: its manifest's family and `[config]` checked, its weights' sha256
+    /// verified, then loaded.
+    pub fn from_entry(entry: &Entry, device: &Device) -> Result<Self, M2vsError> {
+        let name = &entry.manifest.name;
+        if entry.manifest.family != FAMILY {
+            return Err(M2vsError::Input(format!(
+                "model {name} is of family {:?}, not {FAMILY}",
+                entry.manifest.family
+            )));
+        }
+        entry
+            .verify()
+            .map_err(|e| M2vsError::Input(format!("model {name}: {e}")))?;
+        let config = BundleConfig::from_table(&entry.manifest.config)?;
+        Self::load(&config, &entry.weights_path(), device)
     }
 }
 

@@ -8,10 +8,11 @@
 //! Several sequences share the timeline (each holds its last frame when shorter); side by side
 //! they are laid out here from their whole-sequence boxes so that nothing shifts while playing.
 //!
-//! Not built yet, and said so in the panel: Motion2VecSets reconstruction from sparse or partial
-//! points, WildFusion novel views.
+//! "Reconstruct and track" runs a Motion2VecSets-family model on a loaded sequence
+//! (`reconstruct.rs`). Not built yet, and said so in the panel: WildFusion novel views.
 
 pub mod export;
+pub mod reconstruct;
 mod timeline;
 
 use super::viewport3d::{self, GpuStatus, ViewportState};
@@ -46,6 +47,7 @@ pub struct MotionSettings {
     pub trail_points: usize,
     pub speed: f32,
     pub looping: bool,
+    pub reconstruct: reconstruct::ReconstructSettings,
 }
 
 impl MotionSettings {
@@ -71,6 +73,7 @@ impl Default for MotionSettings {
             trail_points: 150,
             speed: 1.0,
             looping: true,
+            reconstruct: reconstruct::ReconstructSettings::default(),
         }
     }
 }
@@ -93,11 +96,22 @@ pub struct MotionRuntime {
     /// `gui --tab motion --run-demo`: once the demo sequences are loaded, show them side by side
     /// at a frame with trails.
     pub demo_pending: bool,
+    pub reconstruct: reconstruct::ReconstructRuntime,
 }
 
 impl MotionRuntime {
     pub fn busy(&self) -> bool {
-        self.export.is_some() || self.demo_pending
+        self.export.is_some() || self.demo_pending || self.reconstruct.busy()
+    }
+
+    /// Every sequence in the tab, shown or not, in id order.
+    pub fn sequence_ids(&self) -> Vec<u64> {
+        self.shown.keys().copied().collect()
+    }
+
+    /// The sequence of asset `id`, if the tab has it.
+    pub fn sequence_of_id(&self, id: u64) -> Option<MotionSequence> {
+        self.shown.get(&id).map(|s| (*s.shown.sequence).clone())
     }
 
     /// The scene as last drawn (tests inspect it).
@@ -173,6 +187,7 @@ pub fn ui(
         start_demo(session, settings);
     }
     export::poll(session);
+    reconstruct::poll(session);
     if session.motion.busy() {
         ui.ctx().request_repaint_after(std::time::Duration::from_millis(100));
     }
@@ -302,12 +317,11 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut MotionSettings, session: &mut Se
         );
     });
     ui.separator();
+    reconstruct::section(ui, &mut settings.reconstruct, session);
+    ui.separator();
     export::section(ui, session, settings);
     ui.separator();
-    ui.weak(
-        "Not built yet (issue #8): reconstruction and tracking with Motion2VecSets from sparse or partial \
-         points (its networks are built and tested, no trained model ships), WildFusion novel views.",
-    );
+    ui.weak("Not built yet (issue #8): WildFusion novel views.");
 }
 
 /// Shows the demo sequences side by side at mid-stride with trails once they are loaded.
