@@ -234,13 +234,16 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
     report(args, &entry, &rows)
 }
 
+/// One method's scores out of a sequence's.
+type Pick = fn(&TrackingScores) -> &SequenceScores;
+
 fn report(args: &EvalArgs, entry: &Entry, rows: &[Row]) -> anyhow::Result<()> {
     let mut kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
     kinds.dedup();
     let pick = |f: fn(&TrackingScores) -> &SequenceScores, filter: &dyn Fn(&Row) -> bool| {
         mean_scores(rows.iter().filter(|r| filter(r)).map(|r| &f(&r.scores).mean))
     };
-    let methods: [(&str, fn(&TrackingScores) -> &SequenceScores); 3] = [
+    let methods: [(&str, Pick); 3] = [
         ("model", |s| &s.model),
         ("nearest_frame", |s| &s.nearest_frame),
         ("static_truth", |s| &s.static_truth),

@@ -175,8 +175,8 @@ mod tests {
             assert_eq!(f.len(), 20);
         }
         // Same point (x = index) in every frame, distinct indices.
-        for i in 0..20 {
-            assert_eq!(obs[0][i][0], obs[2][i][0]);
+        for (a, b) in obs[0].iter().zip(&obs[2]) {
+            assert_eq!(a[0], b[0]);
         }
         let mut xs: Vec<i32> = obs[0].iter().map(|p| p[0] as i32).collect();
         xs.dedup();
