@@ -9,7 +9,18 @@
 //! cargo bench --bench inference -- --task ldae_ddim_step [--reps 1] [--warmup 0] [--steps 20] [--index 10]
 //!                                  [--weights FILE.safetensors] [--out FILE.safetensors]
 //! cargo bench --bench inference -- --task m2vs_grid [--size 128] [--batch 100000,10000]
+//! cargo bench --bench inference -- --task cuda_check
 //! ```
+//!
+//! Every task takes `--device cpu|cuda` (default `cpu`, or `LW_BENCH_DEVICE`): where the model
+//! runs. `cuda` needs a build with `--features cuda` (docs/cuda-build.md). On CUDA, conv3d's
+//! `auto` is the `composite` path (the CPU kernels `direct` and `im2col` report an error), and
+//! every timing waits for the device (`Device::synchronize`) before it stops the clock.
+//!
+//! `cuda_check`: small models with the same deterministic weights and inputs on the CPU and on
+//! the `--device` (default `cuda` for this task): conv3d, an `AutoencoderKL` decode with LDAE's
+//! configuration, a small `ShiftUNet` DDIM step and a Motion2VecSets occupancy grid. Prints each
+//! output's maximum absolute difference and `ok` when all are within tolerance (exit 1 if not).
 //!
 //! `m2vs_grid`: Motion2VecSets' released shape autoencoder (`kl_d512_m512_l8`, deterministic
 //! pseudo-random weights) evaluating the occupancy of one frame on a `--size`³ grid over
@@ -62,6 +73,7 @@ use std::time::Instant;
 
 struct Args {
     task: String,
+    device: Device,
     weights: Option<PathBuf>,
     out: Option<PathBuf>,
     size: usize,
@@ -83,8 +95,10 @@ fn parse_args() -> Result<Args, String> {
             .transpose()
             .map(|v| v.unwrap_or(d))
     };
+    let mut device_name = env("LW_BENCH_DEVICE");
     let mut a = Args {
         task: env("LW_BENCH_TASK").unwrap_or_else(|| "conv3d".into()),
+        device: Device::Cpu,
         weights: None,
         out: None,
         size: num("LW_BENCH_SIZE", env("LW_BENCH_SIZE"), 64)?,
@@ -105,6 +119,7 @@ fn parse_args() -> Result<Args, String> {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--task" => a.task = value()?,
+            "--device" => device_name = Some(value()?),
             "--weights" => a.weights = Some(value()?.into()),
             "--out" => a.out = Some(value()?.into()),
             "--size" => a.size = num("--size", Some(value()?), 0)?,
@@ -124,7 +139,8 @@ fn parse_args() -> Result<Args, String> {
             "--bench" | "--nocapture" => {}
             "-h" | "--help" => {
                 eprintln!(
-                    "usage: inference [--task conv3d|aekl_decode|ldae_ddim_step|m2vs_grid] [--size N] [--channels C] \
+                    "usage: inference [--task conv3d|aekl_decode|ldae_ddim_step|m2vs_grid|cuda_check] \
+                     [--device cpu|cuda] [--size N] [--channels C] \
                      [--reps N] [--warmup N] [--impls auto,direct,im2col,composite] [--steps S] [--index I] \
                      [--weights F] [--out F] [--batch B,B]"
                 );
@@ -145,10 +161,10 @@ fn parse_args() -> Result<Args, String> {
     }
     if !matches!(
         a.task.as_str(),
-        "conv3d" | "aekl_decode" | "ldae_ddim_step" | "m2vs_grid"
+        "conv3d" | "aekl_decode" | "ldae_ddim_step" | "m2vs_grid" | "cuda_check"
     ) {
         return Err(format!(
-            "unknown task {} (conv3d, aekl_decode, ldae_ddim_step, m2vs_grid)",
+            "unknown task {} (conv3d, aekl_decode, ldae_ddim_step, m2vs_grid, cuda_check)",
             a.task
         ));
     }
@@ -158,7 +174,33 @@ fn parse_args() -> Result<Args, String> {
     if a.size == 0 || a.channels == 0 || a.reps == 0 {
         return Err("size, channels and reps must be positive".into());
     }
+    let device_name = device_name.unwrap_or_else(|| if a.task == "cuda_check" { "cuda" } else { "cpu" }.into());
+    a.device = device_of(&device_name)?;
     Ok(a)
+}
+
+/// The device a `--device` name asks for.
+fn device_of(name: &str) -> Result<Device, String> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Device::new_cuda(0).map_err(|e| format!("--device cuda: {e}")),
+        other => Err(format!("unknown device {other} (cpu, cuda)")),
+    }
+}
+
+/// The device's name in the JSON output.
+fn device_label(dev: &Device) -> &'static str {
+    match dev {
+        Device::Cpu => "cpu",
+        Device::Cuda(_) => "cuda",
+        Device::Metal(_) => "metal",
+    }
+}
+
+/// Waits until the device has finished the queued work (CUDA runs asynchronously), so that a
+/// timing covers the computation and not only its launch.
+fn sync(dev: &Device) -> candle_core::Result<()> {
+    dev.synchronize()
 }
 
 fn imp_of(name: &str) -> Result<Conv3dImpl, String> {
@@ -189,6 +231,7 @@ fn noise(shape: &[usize], seed: u64, scale: f32) -> candle_core::Result<Tensor> 
 /// Deterministic stand-in weights of the right shapes (torch's default-init scale) for the model
 /// `build` makes, when no `--weights` file is given.
 fn pseudo_random_model<M>(
+    dev: &Device,
     build: impl Fn(candle_nn::VarBuilder<'static>) -> candle_core::Result<M>,
 ) -> candle_core::Result<M> {
     let expected = expected_by(DType::F32, &build)?;
@@ -197,12 +240,15 @@ fn pseudo_random_model<M>(
         let fan_in: usize = e.shape.iter().skip(1).product::<usize>().max(1);
         let t = if e.shape.len() == 1 && e.key.ends_with("weight") {
             Tensor::ones(e.shape.as_slice(), DType::F32, &Device::Cpu)? // GroupNorm scale
+        } else if e.key.ends_with("basis") {
+            // Motion2VecSets' fixed Fourier basis: all-zero means "computed by the embedding".
+            Tensor::zeros(e.shape.as_slice(), DType::F32, &Device::Cpu)?
         } else {
             noise(&e.shape, 100 + i as u64, 2.0 / (fan_in as f32).sqrt())?
         };
-        tensors.insert(e.key, t);
+        tensors.insert(e.key, t.to_device(dev)?);
     }
-    build(candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu))
+    build(candle_nn::VarBuilder::from_tensors(tensors, DType::F32, dev))
 }
 
 /// An input tensor of a `--weights` file.
@@ -220,21 +266,20 @@ fn median_and_best(times: &[f64]) -> (f64, f64) {
 }
 
 fn run_decode(args: &Args) -> candle_core::Result<Value> {
+    let dev = &args.device;
     let cfg = AutoencoderKlConfig::ldae();
     let latent_shape = [1, cfg.latent_channels, 16, 20, 16];
     let (ae, z, source) = match &args.weights {
         Some(path) => {
             let ckpt = load_checkpoint(path, &LoadOptions::default()).map_err(candle_core::Error::wrap)?;
-            let z = io_tensor(&ckpt, "io.z")?;
-            let (ae, _) = build_model(&ckpt, DType::F32, &Device::Cpu, false, |vb| {
-                AutoencoderKL::load(vb, &cfg)
-            })
-            .map_err(candle_core::Error::wrap)?;
+            let z = io_tensor(&ckpt, "io.z")?.to_device(dev)?;
+            let (ae, _) = build_model(&ckpt, DType::F32, dev, false, |vb| AutoencoderKL::load(vb, &cfg))
+                .map_err(candle_core::Error::wrap)?;
             (ae, z, path.display().to_string())
         }
         None => (
-            pseudo_random_model(|vb| AutoencoderKL::load(vb, &cfg))?,
-            noise(&latent_shape, 7, 2.0)?,
+            pseudo_random_model(dev, |vb| AutoencoderKL::load(vb, &cfg))?,
+            noise(&latent_shape, 7, 2.0)?.to_device(dev)?,
             "pseudo-random".into(),
         ),
     };
@@ -245,6 +290,9 @@ fn run_decode(args: &Args) -> candle_core::Result<Value> {
         let t0 = Instant::now();
         let mut last = t0;
         let y = ae.decode_with(&z, &mut |done, _| {
+            if record {
+                sync(dev)?;
+            }
             let now = Instant::now();
             if record {
                 per_block[done - 1] = (now - last).as_secs_f64();
@@ -252,6 +300,7 @@ fn run_decode(args: &Args) -> candle_core::Result<Value> {
             last = now;
             Ok(())
         })?;
+        sync(dev)?;
         Ok((t0.elapsed().as_secs_f64(), y))
     };
     for _ in 0..args.warmup {
@@ -271,6 +320,7 @@ fn run_decode(args: &Args) -> candle_core::Result<Value> {
     let (median, best) = median_and_best(&times);
     Ok(json!({
         "task": "aekl_decode",
+        "device": device_label(dev),
         "latent": z.dims(),
         "output": y.dims(),
         "weights": source,
@@ -306,6 +356,7 @@ impl Denoiser for Recording<'_> {
     ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
         let t0 = Instant::now();
         let (eps, g) = self.net.predict_with_shift(x_t, t, cond)?;
+        sync(x_t.device())?;
         let g = g.ok_or_else(|| candle_core::Error::msg("ShiftUNet returned no G"))?;
         *self.last.borrow_mut() = Some((eps.clone(), g.clone(), t0.elapsed().as_secs_f64()));
         Ok((eps, Some(g)))
@@ -331,6 +382,7 @@ fn io_count(ckpt: &Checkpoint, key: &str) -> candle_core::Result<Option<usize>> 
 
 fn run_ldae_step(args: &Args) -> candle_core::Result<Value> {
     const LATENT_DIM: usize = 768; // LDAE's semantic code (enc_args.emb_chans)
+    let dev = &args.device;
     let config = LdaeConfig::official();
     let cfg = config.unet.clone();
     let [c, x, y, z] = config.latent_shape();
@@ -338,7 +390,7 @@ fn run_ldae_step(args: &Args) -> candle_core::Result<Value> {
     let (net, x_t, y_sem, t_file, steps, index, source) = match &args.weights {
         Some(path) => {
             let ckpt = load_checkpoint(path, &LoadOptions::default()).map_err(candle_core::Error::wrap)?;
-            let (net, _) = build_model(&ckpt, DType::F32, &Device::Cpu, false, |vb| {
+            let (net, _) = build_model(&ckpt, DType::F32, dev, false, |vb| {
                 ShiftUNet::load(vb, &cfg, LATENT_DIM)
             })
             .map_err(candle_core::Error::wrap)?;
@@ -348,13 +400,16 @@ fn run_ldae_step(args: &Args) -> candle_core::Result<Value> {
                 .to_vec1::<f64>()?;
             let steps = io_count(&ckpt, "io.steps")?.unwrap_or(args.steps);
             let index = io_count(&ckpt, "io.index")?.unwrap_or(args.index);
-            let (x_t, y_sem) = (io_tensor(&ckpt, "io.x_t")?, io_tensor(&ckpt, "io.y")?);
+            let (x_t, y_sem) = (
+                io_tensor(&ckpt, "io.x_t")?.to_device(dev)?,
+                io_tensor(&ckpt, "io.y")?.to_device(dev)?,
+            );
             (net, x_t, y_sem, Some(t), steps, index, path.display().to_string())
         }
         None => (
-            pseudo_random_model(|vb| ShiftUNet::load(vb, &cfg, LATENT_DIM))?,
-            noise(&[1, c, x, y, z], 7, 3.4)?, // ≈ unit variance
-            noise(&[1, LATENT_DIM], 8, 3.4)?,
+            pseudo_random_model(dev, |vb| ShiftUNet::load(vb, &cfg, LATENT_DIM))?,
+            noise(&[1, c, x, y, z], 7, 3.4)?.to_device(dev)?, // ≈ unit variance
+            noise(&[1, LATENT_DIM], 8, 3.4)?.to_device(dev)?,
             None,
             args.steps,
             args.index,
@@ -385,6 +440,7 @@ fn run_ldae_step(args: &Args) -> candle_core::Result<Value> {
         let out = ddim
             .step(&recording, &x_t, index, End::Index(index - 1), Some(&y_sem), None)
             .map_err(candle_core::Error::wrap)?;
+        sync(dev)?;
         Ok((t0.elapsed().as_secs_f64(), out.x, out.pred_x0))
     };
     for _ in 0..args.warmup {
@@ -412,6 +468,7 @@ fn run_ldae_step(args: &Args) -> candle_core::Result<Value> {
     let (median, best) = median_and_best(&times);
     Ok(json!({
         "task": "ldae_ddim_step",
+        "device": device_label(dev),
         "latent": x_t.dims(),
         "semantic": y_sem.dims(),
         "unet": cfg,
@@ -433,10 +490,11 @@ fn run_ldae_step(args: &Args) -> candle_core::Result<Value> {
 }
 
 fn run(args: &Args) -> candle_core::Result<Value> {
+    let dev = &args.device;
     let (n, c) = (args.size, args.channels);
-    let x = noise(&[1, c, n, n, n], 1, 2.0)?;
-    let w = noise(&[c, c, 3, 3, 3], 2, 2.0 / ((c * 27) as f32).sqrt())?;
-    let b = noise(&[c], 3, 0.2)?;
+    let x = noise(&[1, c, n, n, n], 1, 2.0)?.to_device(dev)?;
+    let w = noise(&[c, c, 3, 3, 3], 2, 2.0 / ((c * 27) as f32).sqrt())?.to_device(dev)?;
+    let b = noise(&[c], 3, 0.2)?.to_device(dev)?;
     let cfg = Conv3dConfig::uniform(1, 1);
     let flops = 2.0 * (c * c * 27) as f64 * (n * n * n) as f64;
     let mut results = serde_json::Map::new();
@@ -452,6 +510,7 @@ fn run(args: &Args) -> candle_core::Result<Value> {
         let once = || -> candle_core::Result<(f64, Tensor)> {
             let t = Instant::now();
             let y = conv3d_with(&x, &w, Some(&b), &cfg, imp)?;
+            sync(dev)?;
             Ok((t.elapsed().as_secs_f64(), y))
         };
         let outcome = (|| -> candle_core::Result<Value> {
@@ -487,6 +546,7 @@ fn run(args: &Args) -> candle_core::Result<Value> {
     }
     Ok(json!({
         "task": "conv3d_forward",
+        "device": device_label(dev),
         "input": [1, c, n, n, n],
         "weight": [c, c, 3, 3, 3],
         "padding": 1,
@@ -505,9 +565,10 @@ fn run_m2vs_grid(args: &Args) -> candle_core::Result<Value> {
     let cfg = AutoEncoderConfig::kl_d512_m512_l8();
     // Zero weights: dense matrix products cost the same whatever the values, and the equality of
     // the two paths is held by tests/m2vs_parity.rs on fixtures.
-    let vb = candle_nn::VarBuilder::zeros(DType::F32, &Device::Cpu);
+    let dev = &args.device;
+    let vb = candle_nn::VarBuilder::zeros(DType::F32, dev);
     let ae = KlAutoEncoder::load(vb, &cfg)?;
-    let z = &noise(&[1, cfg.num_latents, cfg.latent_dim], 7, 1.0)?;
+    let z = &noise(&[1, cfg.num_latents, cfg.latent_dim], 7, 1.0)?.to_device(dev)?;
     let n = args.size;
     let mut rows = Vec::new();
     for &batch in &args.batches {
@@ -538,6 +599,7 @@ fn run_m2vs_grid(args: &Args) -> candle_core::Result<Value> {
     }
     Ok(json!({
         "task": "m2vs_grid",
+        "device": device_label(dev),
         "model": "kl_d512_m512_l8 (released shape autoencoder, zero weights)",
         "grid": [n, n, n],
         "threads": rayon::current_num_threads(),
@@ -557,6 +619,7 @@ fn main() {
         "aekl_decode" => run_decode(&args),
         "ldae_ddim_step" => run_ldae_step(&args),
         "m2vs_grid" => run_m2vs_grid(&args),
+        "cuda_check" => run_cuda_check(&args),
         _ => run(&args),
     };
     match result {
@@ -566,4 +629,113 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// The largest absolute difference of two tensors on any devices, relative to the larger of 1 and
+/// the reference's largest magnitude.
+fn max_diff(a: &Tensor, reference: &Tensor) -> candle_core::Result<(f32, f32)> {
+    let (a, r) = (a.to_device(&Device::Cpu)?, reference.to_device(&Device::Cpu)?);
+    let diff = (&a - &r)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    let scale = r.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
+    Ok((diff, diff / scale))
+}
+
+/// The `cuda_check` task (see the module comment): the same small computations on the CPU and on
+/// `--device`, and how far apart they land.
+fn run_cuda_check(args: &Args) -> candle_core::Result<Value> {
+    use latent_workbench::methods::ldae::unet_config::UNetConfig;
+    use latent_workbench::methods::motion2vecsets::{AutoEncoderConfig, GridOptions, KlAutoEncoder};
+    // Relative tolerance: f32 on both sides, but different summation orders (and TF32-free cuBLAS).
+    const TOL: f32 = 1e-3;
+    let dev = &args.device;
+    let cpu = &Device::Cpu;
+    let mut checks = serde_json::Map::new();
+    let mut all_ok = true;
+    let mut record = |name: &str, d: (f32, f32), secs: (f64, f64)| {
+        let ok = d.1 <= TOL && d.1.is_finite();
+        all_ok &= ok;
+        checks.insert(
+            name.into(),
+            json!({ "max_abs_diff": d.0, "rel_diff": d.1, "ok": ok, "cpu_s": secs.0, "device_s": secs.1 }),
+        );
+    };
+    let timed = |f: &dyn Fn(&Device) -> candle_core::Result<Tensor>, on: &Device| {
+        let t0 = Instant::now();
+        let y = f(on)?;
+        sync(on)?;
+        Ok::<_, candle_core::Error>((y, t0.elapsed().as_secs_f64()))
+    };
+
+    // conv3d: the CPU kernel against what the device gets (composite on CUDA).
+    let conv = |on: &Device| {
+        let x = noise(&[1, 16, 12, 14, 10], 1, 2.0)?.to_device(on)?;
+        let w = noise(&[24, 16, 3, 3, 3], 2, 0.2)?.to_device(on)?;
+        let b = noise(&[24], 3, 0.2)?.to_device(on)?;
+        conv3d_with(&x, &w, Some(&b), &Conv3dConfig::uniform(1, 1), Conv3dImpl::Auto)
+    };
+    let ((a, ta), (b, tb)) = (timed(&conv, cpu)?, timed(&conv, dev)?);
+    record("conv3d_16to24_12x14x10", max_diff(&b, &a)?, (ta, tb));
+
+    // AutoencoderKL decode with LDAE's configuration, 1×3×4×5×4 → 1×1×32×40×32.
+    let cfg = AutoencoderKlConfig::ldae();
+    let decode = |on: &Device| {
+        let ae = pseudo_random_model(on, |vb| AutoencoderKL::load(vb, &cfg))?;
+        let z = noise(&[1, cfg.latent_channels, 4, 5, 4], 7, 2.0)?.to_device(on)?;
+        ae.decode(&z)
+    };
+    let ((a, ta), (b, tb)) = (timed(&decode, cpu)?, timed(&decode, dev)?);
+    record("aekl_decode_4x5x4", max_diff(&b, &a)?, (ta, tb));
+
+    // One LDAE DDIM step (shift from the denoiser) of a small ShiftUNet on a 1×3×8×10×8 latent.
+    let unet_cfg = UNetConfig {
+        base_channel: 32,
+        channel_multiplier: vec![1, 2],
+        attention_resolutions: vec![2],
+        ..UNetConfig::default()
+    };
+    let schedule = LdaeConfig::official().schedule(20).map_err(candle_core::Error::wrap)?;
+    let step = |on: &Device| {
+        let net = pseudo_random_model(on, |vb| ShiftUNet::load(vb, &unet_cfg, 64))?;
+        let x_t = noise(&[1, 3, 8, 10, 8], 7, 3.4)?.to_device(on)?;
+        let y = noise(&[1, 64], 8, 3.4)?.to_device(on)?;
+        let ddim = Ddim::new(&schedule, DdimOptions::ldae(Shift::FromDenoiser));
+        let out = ddim
+            .step(&net, &x_t, 10, End::Index(9), Some(&y), None)
+            .map_err(candle_core::Error::wrap)?;
+        Tensor::cat(&[out.x.flatten_all()?, out.pred_x0.flatten_all()?], 0)
+    };
+    let ((a, ta), (b, tb)) = (timed(&step, cpu)?, timed(&step, dev)?);
+    record("ldae_small_ddim_step", max_diff(&b, &a)?, (ta, tb));
+
+    // Motion2VecSets' shape autoencoder (pseudo-random weights): occupancy logits on a 12³ grid.
+    let m2vs_cfg = AutoEncoderConfig::kl_d512_m512_l8();
+    let grid = |on: &Device| {
+        let ae = pseudo_random_model(on, |vb| KlAutoEncoder::load(vb, &m2vs_cfg))?;
+        let z = noise(&[1, m2vs_cfg.num_latents, m2vs_cfg.latent_dim], 7, 1.0)?.to_device(on)?;
+        let opts = GridOptions {
+            points_per_axis: 12,
+            batch: 1000,
+            recompute_trunk: false,
+        };
+        let v = ae
+            .occupancy_grid(&z, &opts)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let n = v.len();
+        Tensor::from_vec(v, n, &Device::Cpu)
+    };
+    let ((a, ta), (b, tb)) = (timed(&grid, cpu)?, timed(&grid, dev)?);
+    record("m2vs_occupancy_12cubed", max_diff(&b, &a)?, (ta, tb));
+
+    let result = json!({
+        "task": "cuda_check",
+        "device": device_label(dev),
+        "tolerance_rel": TOL,
+        "ok": all_ok,
+        "checks": checks,
+    });
+    if !all_ok {
+        println!("{result}");
+        std::process::exit(1);
+    }
+    Ok(result)
 }
