@@ -20,6 +20,7 @@ mod sage;
 mod ssim;
 mod train;
 mod train_ldae;
+mod train_m2vs;
 mod train_sage;
 mod train_wala;
 mod wala_latent;

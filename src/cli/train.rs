@@ -99,6 +99,13 @@ pub const TRAINERS: &[Trainer] = &[
         train: super::train_wala::wala_shapes_demo,
     },
     Trainer {
+        name: "m2vs-demo",
+        about: "toy Motion2VecSets (shape + deformation KL AEs, two EDM denoisers) on procedural deforming shapes",
+        default_steps: super::train_m2vs::DEFAULT_STEPS,
+        default_seed: 1,
+        train: super::train_m2vs::m2vs_demo,
+    },
+    Trainer {
         name: "sage-sprites-generator",
         about: "class-conditional sprite generator for the failure search: a latent diffusion prior over relreps-sprites-wide",
         default_steps: super::train_sage::PRIOR_STEPS,

@@ -23,6 +23,7 @@ mod autoencoder;
 pub mod bundle;
 mod condition;
 pub mod config;
+pub mod demo_train;
 mod denoiser;
 mod layers;
 pub mod mesher;
