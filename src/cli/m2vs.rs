@@ -11,9 +11,10 @@ use crate::core::Asset;
 use crate::core::jobs::JobError;
 use crate::core::manifest::{Entry, find_entry};
 use crate::core::motion::MotionSequence;
-use crate::methods::demo_data::motion::{MotionKind, MotionSpec, generate};
+use crate::methods::demo_data::motion::{MotionKind, generate};
 use crate::methods::metrics::shape::{EvalOptions, FrameScores, SequenceScores};
 use crate::methods::motion2vecsets::bundle::{FAMILY, M2vsBundle};
+use crate::methods::motion2vecsets::demo_train::heldout_specs;
 use crate::methods::motion2vecsets::pipeline::{Normalisation, PipelineOptions, job_progress, job_progress_within};
 use crate::methods::motion2vecsets::tracking::{self, TrackingScores};
 use anyhow::{Context, anyhow, bail};
@@ -184,8 +185,7 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
         bail!("--per-kind, --volume-samples and --surface-samples must be positive");
     }
     let (entry, bundle) = open_model(&args.model)?;
-    let frames = bundle.config().frames;
-    let specs = heldout_specs(args.per_kind, frames);
+    let specs = heldout_specs(args.per_kind * MotionKind::ALL.len());
     let eval = EvalOptions {
         volume_samples: args.volume_samples,
         surface_samples: args.surface_samples,
@@ -327,17 +327,4 @@ fn mean_scores<'a>(scores: impl Iterator<Item = &'a FrameScores>) -> FrameScores
 
 fn frame_json(f: &FrameScores) -> serde_json::Value {
     json!({"iou": num(f.iou), "chamfer_l1": num(f.chamfer_l1), "correspondence_l2": f.correspondence_l2.map(num)})
-}
-
-// TEMPORARY until the trainer's held-out split lands.
-fn heldout_specs(per_kind: usize, frames: usize) -> Vec<MotionSpec> {
-    (0..per_kind)
-        .flat_map(|i| {
-            MotionKind::ALL.map(|kind| MotionSpec {
-                frames,
-                seed: 1_000_000 + i as u64,
-                ..MotionSpec::new(kind)
-            })
-        })
-        .collect()
 }

@@ -359,7 +359,7 @@ pub fn prepare_sequence(
 ) -> Result<SequenceData> {
     let g = generate(spec).map_err(invalid)?;
     let seq = g.sequence;
-    let mut rng = Rng::new(spec.seed ^ 0x5EED_0F_5EED ^ ((spec.kind as u64) << 40));
+    let mut rng = Rng::new(spec.seed ^ 0x005E_ED0F_5EED ^ ((spec.kind as u64) << 40));
     let picks = surface_samples(&seq.frames[0], &seq.triangles, surface_points, &mut rng);
     if picks.len() != surface_points {
         return Err(TrainError::Invalid(format!("{} has no surface", g.name)));
