@@ -206,9 +206,9 @@ fn sdf(n: usize) -> Volume {
         }
     }
     let mut affine = IDENTITY;
-    for k in 0..3 {
-        affine[k][k] = 1.0 / n as f64;
-        affine[k][3] = -0.5;
+    for (k, row) in affine.iter_mut().take(3).enumerate() {
+        row[k] = 1.0 / n as f64;
+        row[3] = -0.5;
     }
     Volume::new([n; 3], 1, [1.0 / n as f32; 3], affine, data).expect("n³ values")
 }

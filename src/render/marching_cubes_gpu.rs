@@ -182,7 +182,7 @@ impl GpuMarchingCubes {
         }
         let limits = device.limits();
         let bytes = (n.max(1) * 4) as u64;
-        let max = u64::from(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
+        let max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         if bytes > max {
             return Err(err(format!(
                 "a {}×{}×{} grid needs {bytes}-byte buffers; this GPU binds at most {max}",
@@ -345,7 +345,10 @@ impl GpuMarchingCubes {
         }
         queue.write_buffer(&field.blocks, 0, bytemuck::cast_slice(&offsets));
 
-        let max = u64::from(device.limits().max_storage_buffer_binding_size).min(device.limits().max_buffer_size);
+        let max = device
+            .limits()
+            .max_storage_buffer_binding_size
+            .min(device.limits().max_buffer_size);
         let vertex_bytes = nv * 24;
         let triangle_bytes = nt * 12;
         if vertex_bytes.max(triangle_bytes) > max {
