@@ -47,9 +47,9 @@ fn volume(dims: [usize; 3], affine: Affine, f: impl Fn(f64, f64, f64) -> f32) ->
 /// A sphere's signed distance (negative inside) on a 32³ grid, 1/16 mm voxels, shifted.
 fn sphere() -> Volume {
     let mut a = IDENTITY;
-    for k in 0..3 {
-        a[k][k] = 1.0 / 16.0;
-        a[k][3] = -1.0 + 0.1 * k as f64;
+    for (k, row) in a.iter_mut().take(3).enumerate() {
+        row[k] = 1.0 / 16.0;
+        row[3] = -1.0 + 0.1 * k as f64;
     }
     volume([32, 32, 32], a, |x, y, z| {
         (((x - 15.3).powi(2) + (y - 16.1).powi(2) + (z - 15.7).powi(2)).sqrt() - 10.37) as f32
