@@ -7,6 +7,7 @@ pub mod colormap;
 pub mod device;
 pub mod diffusion;
 pub mod image;
+pub mod isosurface;
 pub mod jobs;
 pub mod latent;
 pub mod linalg;

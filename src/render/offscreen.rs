@@ -27,7 +27,11 @@ impl Gpu {
         let info = adapter.get_info();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("latent-workbench offscreen"),
-            required_limits: wgpu::Limits::downlevel_defaults().using_resolution(adapter.limits()),
+            // Marching cubes binds 6 storage buffers in one stage; the downlevel defaults allow 4.
+            required_limits: wgpu::Limits {
+                max_storage_buffers_per_shader_stage: adapter.limits().max_storage_buffers_per_shader_stage.min(8),
+                ..wgpu::Limits::downlevel_defaults().using_resolution(adapter.limits())
+            },
             ..Default::default()
         }))
         .map_err(|e| RenderError::Device(e.to_string()))?;

@@ -77,6 +77,8 @@ pub enum RenderError {
     TooLarge { width: u32, height: u32, max: u32 },
     #[error("reading the image back from the GPU failed: {0}")]
     Readback(String),
+    #[error("GPU compute: {0}")]
+    Compute(String),
 }
 
 /// GPU buffers of one scene object, rebuilt when its `version` changes.

@@ -7,8 +7,9 @@
 //! numbered as "foreign" in the order the next slab creates them (both scan the layer the same
 //! way), and stitched to the next slab's ids when the slabs are concatenated.
 
-use super::tables::{CENTRE, FACE_CHOICES, Tables, face_corners, other_axes, tables};
 use super::{Inside, IsoOptions};
+use crate::core::isosurface::repair_nan_normals;
+use crate::core::isosurface::tables::{CENTRE, FACE_CHOICES, Tables, face_corners, other_axes, tables};
 use crate::core::volume::invert;
 use crate::core::{Affine, Mesh, Volume};
 use rayon::prelude::*;
@@ -122,44 +123,9 @@ pub fn marching_cubes(volume: &Volume, opts: &IsoOptions) -> Mesh {
         ..Default::default()
     };
     if bad_normals {
-        repair_normals(&mut mesh);
+        repair_nan_normals(&mut mesh);
     }
     mesh
-}
-
-/// Replaces NaN normals by the area-weighted normal of the faces around the vertex.
-fn repair_normals(mesh: &mut Mesh) {
-    let bad: Vec<bool> = mesh.normals.iter().map(|n| n[0].is_nan()).collect();
-    let mut acc = vec![[0.0f64; 3]; mesh.positions.len()];
-    for t in &mesh.triangles {
-        if !t.iter().any(|&i| bad[i as usize]) {
-            continue;
-        }
-        let [a, b, c] = t.map(|i| mesh.positions[i as usize].map(f64::from));
-        let u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
-        let v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
-        let n = [
-            u[1] * v[2] - u[2] * v[1],
-            u[2] * v[0] - u[0] * v[2],
-            u[0] * v[1] - u[1] * v[0],
-        ];
-        for &i in t {
-            for k in 0..3 {
-                acc[i as usize][k] += n[k];
-            }
-        }
-    }
-    for (i, n) in mesh.normals.iter_mut().enumerate() {
-        if bad[i] {
-            let a = acc[i];
-            let len = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt();
-            *n = if len > 0.0 && len.is_finite() {
-                a.map(|x| (x / len) as f32)
-            } else {
-                [0.0; 3]
-            };
-        }
-    }
 }
 
 #[derive(Default)]

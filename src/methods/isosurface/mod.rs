@@ -1,24 +1,13 @@
 //! Iso-surfaces: marching cubes on a [`Volume`](crate::core::Volume) frame, in world mm.
 //!
 //! See [`marching_cubes`]. The case tables are generated from a face-consistent rule (see
-//! `tables.rs`) and ambiguous faces are resolved with the asymptotic decider, so the surface is
+//! `core/isosurface/tables.rs`) and ambiguous faces are resolved with the asymptotic decider, so the surface is
 //! watertight: a closed level set gives a closed, consistently wound, outward-facing mesh.
 
 mod marching_cubes;
-mod tables;
 
+pub use crate::core::isosurface::Inside;
 pub use marching_cubes::marching_cubes;
-
-/// Which side of the level is the solid (the region the surface encloses).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inside {
-    /// Values strictly above the level are inside (a bright object on a dark background; like
-    /// scikit-image's default `gradient_direction="descent"`).
-    Above,
-    /// Values at or below the level are inside (e.g. a signed distance function, negative
-    /// inside).
-    Below,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct IsoOptions {

@@ -27,12 +27,12 @@
 use std::sync::OnceLock;
 
 /// Vertex id, in table entries, of the extra vertex inside the cube (at most one per cube).
-pub(crate) const CENTRE: u8 = 12;
+pub const CENTRE: u8 = 12;
 
 /// Number of table entries per case: one per subset of the six faces' decision bits.
-pub(crate) const FACE_CHOICES: usize = 64;
+pub const FACE_CHOICES: usize = 64;
 
-pub(crate) struct Tables {
+pub struct Tables {
     /// For each case, the faces (bit `f`) whose corners alternate inside/outside.
     pub ambiguous: [u8; 256],
     /// `triangles[start[k]..start[k + 1]]` lists the edges of entry `k = case * 64 + face_bits`,
@@ -41,13 +41,13 @@ pub(crate) struct Tables {
     pub edges: Vec<u8>,
 }
 
-pub(crate) fn tables() -> &'static Tables {
+pub fn tables() -> &'static Tables {
     static TABLES: OnceLock<Tables> = OnceLock::new();
     TABLES.get_or_init(build)
 }
 
 /// The two axes other than `axis`, in increasing order.
-pub(crate) const fn other_axes(axis: usize) -> (usize, usize) {
+pub const fn other_axes(axis: usize) -> (usize, usize) {
     match axis {
         0 => (1, 2),
         1 => (0, 2),
@@ -79,7 +79,7 @@ fn edge_mid(e: usize) -> [f64; 3] {
 
 /// The four corners of face `f` in cyclic order `(u, v) = (0,0), (1,0), (1,1), (0,1)`, where `u`
 /// and `v` are the face's two axes in increasing order.
-pub(crate) fn face_corners(f: usize) -> [usize; 4] {
+pub fn face_corners(f: usize) -> [usize; 4] {
     let axis = f >> 1;
     let side = f & 1;
     let (u, v) = other_axes(axis);
@@ -117,7 +117,7 @@ fn ambiguous_faces(case: usize) -> u8 {
 /// Triangles (edge triples) for one case and one set of face decisions (bit `f` set: the inside
 /// corners of face `f` are joined across it). `None` only if the segments fail to chain into
 /// loops, which the tests rule out for every entry.
-pub(crate) fn triangulate(case: usize, face_bits: u8) -> Option<Vec<[u8; 3]>> {
+pub fn triangulate(case: usize, face_bits: u8) -> Option<Vec<[u8; 3]>> {
     let inside = |c: usize| (case >> c) & 1 == 1;
     let mut next = [u8::MAX; 12];
     let mut incoming = [0u8; 12];
