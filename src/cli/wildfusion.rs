@@ -155,8 +155,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     })?;
     let mut written = Vec::new();
     let mut windows = Vec::new();
-    let provenance_path;
-    if args.turntable.is_some() {
+    let provenance_path = if args.turntable.is_some() {
         std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
         for (k, view) in views.iter().enumerate() {
             let rgb = args.output.join(format!("view_{k:04}.png"));
@@ -165,13 +164,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             written.push(rgb);
             written.push(depth);
         }
-        provenance_path = args.output.join("provenance.json");
+        args.output.join("provenance.json")
     } else {
         windows.push(write_view(&views[0], &args.output, args.depth.as_deref(), colormap)?);
         written.push(args.output.clone());
         written.extend(args.depth.clone());
-        provenance_path = args.output.with_extension("provenance.json");
-    }
+        args.output.with_extension("provenance.json")
+    };
     let provenance = json!({
         "program": "latent-workbench",
         "version": crate::VERSION,
