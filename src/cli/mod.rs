@@ -24,6 +24,7 @@ mod train_m2vs;
 mod train_sage;
 mod train_wala;
 mod wala_latent;
+mod wildfusion;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -127,6 +128,9 @@ pub enum Command {
     /// SAGE failure search: adversarial search of a generator's latent or condition space
     /// against a classifier ensemble, confirmed by a held-out classifier; writes a run folder.
     Sage(sage::SageArgs),
+    /// WildFusion-family renderer (a reimplementation from the paper; no official code or weights):
+    /// an analytic triplane, or the blend of two, drawn from a view-space camera as RGB and depth.
+    WildfusionRender(wildfusion::Args),
 }
 
 #[derive(Subcommand, Debug)]
@@ -211,6 +215,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Probe(args) => probe::run(&args),
         Command::Manipulate(args) => manipulate::run(&args),
         Command::Sage(args) => sage::run(&args),
+        Command::WildfusionRender(args) => wildfusion::run(&args),
     }
 }
 

@@ -9,3 +9,4 @@ pub mod motion2vecsets;
 pub mod relreps;
 pub mod sage;
 pub mod wala;
+pub mod wildfusion;
