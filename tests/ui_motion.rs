@@ -186,3 +186,38 @@ fn png_export_renders_the_view_as_shown() {
         assert!(dir.path().join(name).exists(), "{name}");
     }
 }
+
+#[test]
+fn reconstruct_and_track_with_the_demo_model_adds_a_scored_sequence() {
+    let mut h = demo();
+    if !h.state().session.models.iter().any(|m| m.manifest.name == "m2vs-demo") {
+        panic!("models/m2vs-demo ships with the repository");
+    }
+    h.get_by_label("Reconstruct and track (Motion2VecSets)");
+    // Few sampler steps: this checks the wiring, not the quality (m2vs-eval does that).
+    h.state_mut().state.motion.reconstruct.steps = 6;
+    let before = h.state().session.assets.len();
+    h.get_by_label("Reconstruct").click();
+    h.run();
+    assert!(
+        h.state().session.motion.reconstruct.busy(),
+        "the job runs in the background"
+    );
+    settle(&mut h);
+    let app = h.state();
+    assert_eq!(app.session.motion.reconstruct.error, None);
+    assert_eq!(app.session.assets.len(), before + 1);
+    let added = app.session.assets.last().unwrap();
+    assert!(added.name.ends_with("(m2vs-demo)"), "{}", added.name);
+    let seq = match &added.asset {
+        latent_workbench::core::Asset::Motion(m) => m,
+        other => panic!("{}", other.kind()),
+    };
+    // Tracking deforms frame 1's mesh: one topology for every frame of the input.
+    assert!(seq.is_mesh() && seq.len() == 17, "{} frames", seq.len());
+    assert!(seq.frames.iter().all(|f| f.len() == seq.frames[0].len()));
+    let done = app.session.motion.reconstruct.last.as_ref().unwrap();
+    let scores = done.scores.as_ref().expect("a mesh input is scored");
+    assert_eq!(scores.model.frames.len(), 17);
+    assert!(scores.model.mean.iou.is_finite() && scores.model.mean.iou > 0.0);
+}

@@ -87,6 +87,8 @@ fn open_model(spec: &str) -> anyhow::Result<(Entry, M2vsBundle)> {
 pub fn reconstruct(args: &ReconstructArgs) -> anyhow::Result<()> {
     let observed = match crate::io::load(&args.sequence)? {
         Asset::Motion(m) => m,
+        // A single T×N×3 array (`demo-data motion`'s points.npy) is a point sequence.
+        Asset::Tensors(ts) if ts.len() == 1 => crate::io::motion::from_tensor(&ts[0], &args.sequence)?,
         other => bail!(
             "{} is a {}, not a motion sequence",
             args.sequence.display(),

@@ -200,8 +200,8 @@ pub fn section(ui: &mut egui::Ui, settings: &mut ReconstructSettings, session: &
         });
     ui.add(egui::Slider::new(&mut settings.steps, 2..=40).text("Heun steps"));
     ui.horizontal(|ui| {
-        ui.label("seed");
-        ui.add(egui::DragValue::new(&mut settings.seed));
+        let label = ui.label("seed");
+        ui.add(egui::DragValue::new(&mut settings.seed)).labelled_by(label.id);
     });
     ui.checkbox(&mut settings.fit_box, "Fit frame 1's box to the unit cube")
         .on_hover_text("Off: the points are already in the model's unit cube, as demo sequences are");
