@@ -67,9 +67,12 @@ fn reconstruct_writes_a_tracked_glb_with_provenance_and_refuses_bad_input() {
 
 #[test]
 fn eval_reports_the_model_and_both_baselines_per_kind() {
+    let dir = tempfile::tempdir().unwrap();
     let o = bin()
+        .arg("m2vs-eval")
+        .arg("-o")
+        .arg(dir.path().join("out"))
         .args([
-            "m2vs-eval",
             "--per-kind",
             "1",
             "--steps",
@@ -95,6 +98,10 @@ fn eval_reports_the_model_and_both_baselines_per_kind() {
             let iou = r["by_kind"][kind][method]["iou"].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&iou), "{kind} {method} {iou}");
         }
+    }
+    let first = r["sequences"][0]["name"].as_str().unwrap();
+    for file in ["pred.glb", "truth.glb"] {
+        assert!(dir.path().join("out").join(first).join(file).is_file(), "{first}/{file}");
     }
     // The static truth is exact on frame 1, so its mean IoU is well above zero.
     assert!(r["all"]["static_truth"]["iou"].as_f64().unwrap() > 0.5);

@@ -219,6 +219,8 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
             )?;
             if let Some(dir) = &output {
                 let dir = dir.join(&name);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| JobError::Failed(format!("cannot create {}: {e}", dir.display())))?;
                 crate::io::motion::write_glb(&dir.join("pred.glb"), &tracked.reconstruction.sequence)
                     .map_err(|e| JobError::Failed(e.to_string()))?;
                 crate::io::motion::write_glb(&dir.join("truth.glb"), &truth.sequence)
