@@ -298,7 +298,7 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut WildFusionSettings, rt: &WildFus
     ui.heading("Latents");
     object_combo(ui, "Object A", &mut settings.object_a);
     object_combo(ui, "Object B", &mut settings.object_b);
-    ui.add(egui::Slider::new(&mut settings.t, 0.0..=1.0).text("t (A → B)"));
+    ui.add(egui::Slider::new(&mut settings.t, 0.0..=1.0).text("t (A to B)"));
 
     ui.separator();
     ui.heading("View");
@@ -337,7 +337,7 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut WildFusionSettings, rt: &WildFus
         let what = if q.t <= 0.0 || q.object_a == q.object_b {
             q.object_a.name().to_string()
         } else {
-            format!("{} → {} at t = {:.2}", q.object_a.name(), q.object_b.name(), q.t)
+            format!("{} to {} at t = {:.2}", q.object_a.name(), q.object_b.name(), q.t)
         };
         ui.label(format!(
             "Shown: {what}, yaw {:.1}°, pitch {:.1}°, radius {:.2}, {}×{}",
