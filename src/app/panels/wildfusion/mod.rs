@@ -189,7 +189,7 @@ impl WildFusionRuntime {
         let job = crate::core::jobs::spawn("wildfusion-render", waker, move |ctx| {
             let size = job_request.size;
             render(&job_request, &mut |f| {
-                ctx.set(f, format!("rendering {size}×{size}"));
+                ctx.set(f, format!("{size}×{size}"));
                 ctx.check().is_ok()
             })
             .map_err(fail)
@@ -325,7 +325,7 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut WildFusionSettings, rt: &WildFus
         let p = job.progress();
         ui.add(
             egui::ProgressBar::new(p.fraction())
-                .text(format!("{} ({}×{})", p.message(), request.size, request.size))
+                .text(format!("rendering {}×{}", request.size, request.size))
                 .show_percentage(),
         );
     }
