@@ -75,6 +75,9 @@ fn every_tab_opens() {
             Tab::Motion => {
                 h.get_by_label("Motion (4D)");
             }
+            Tab::WildFusion => {
+                h.get_by_label("Reset view (P0)");
+            }
         }
     }
 }

@@ -139,6 +139,8 @@ impl WorkbenchApp {
                 app.session.motion.demo_pending = true;
             } else if tab == Tab::FailureSearch {
                 app.session.failure_search.run_on_open = true;
+            } else if tab == Tab::WildFusion {
+                // The tab renders its first view as soon as it is shown.
             } else {
                 let waker = app.session.waker.clone();
                 app.session.interpolation.run_demo(waker);
@@ -179,6 +181,7 @@ impl WorkbenchApp {
             || self.session.shapes.busy()
             || self.session.motion.busy()
             || self.session.failure_search.busy()
+            || self.session.wildfusion.busy()
     }
 
     fn show_tab(&mut self, tab: Tab) {

@@ -43,6 +43,7 @@ pub struct Session {
     pub shapes: super::panels::shapes::ShapesRuntime,
     pub motion: super::panels::motion::MotionRuntime,
     pub failure_search: super::panels::failure_search::FailureSearchRuntime,
+    pub wildfusion: super::panels::wildfusion::WildFusionRuntime,
     /// Paths picked in a file dialog running on its own thread.
     pub dialog: Option<Receiver<Vec<PathBuf>>>,
     /// A save dialog for a view PNG.

@@ -31,6 +31,9 @@ pub struct AppState {
     /// The Failure search tab: models, class, objective, mode and budget.
     #[serde(default)]
     pub failure_search: super::panels::failure_search::FailureSearchSettings,
+    /// The Views (WildFusion) tab: objects, blend, camera and render settings.
+    #[serde(default)]
+    pub wildfusion: super::panels::wildfusion::WildFusionSettings,
 }
 
 impl Default for AppState {
@@ -46,6 +49,7 @@ impl Default for AppState {
             shapes: Default::default(),
             motion: Default::default(),
             failure_search: Default::default(),
+            wildfusion: Default::default(),
         }
     }
 }

@@ -13,11 +13,12 @@ pub enum Tab {
     FailureSearch,
     Shapes,
     Motion,
+    WildFusion,
     Log,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 10] = [
+    pub const ALL: [Tab; 11] = [
         Tab::Data,
         Tab::Viewer,
         Tab::Inspector,
@@ -27,6 +28,7 @@ impl Tab {
         Tab::FailureSearch,
         Tab::Shapes,
         Tab::Motion,
+        Tab::WildFusion,
         Tab::Log,
     ];
 
@@ -41,6 +43,7 @@ impl Tab {
             Tab::FailureSearch => "Failure search",
             Tab::Shapes => "Shapes",
             Tab::Motion => "Motion",
+            Tab::WildFusion => "Views (WildFusion)",
             Tab::Log => "Log",
         }
     }
@@ -69,6 +72,7 @@ pub fn default_tree() -> egui_tiles::Tree<Tab> {
         Tab::FailureSearch,
         Tab::Shapes,
         Tab::Motion,
+        Tab::WildFusion,
     ]
     .into_iter()
     .map(|t| tiles.insert_pane(t))

@@ -11,6 +11,7 @@ pub mod shapes;
 pub mod stitching;
 pub mod viewer;
 pub mod viewport3d;
+pub mod wildfusion;
 
 use super::{AppState, Command, Session, Tab};
 
@@ -40,6 +41,7 @@ impl egui_tiles::Behavior<Tab> for TabBehavior<'_> {
             Tab::FailureSearch => failure_search::ui(ui, self.state, self.session, self.commands),
             Tab::Shapes => shapes::ui(ui, self.state, self.session, self.commands, &self.gpu_viewport),
             Tab::Motion => motion::ui(ui, self.state, self.session, self.commands, &self.gpu_viewport),
+            Tab::WildFusion => wildfusion::ui(ui, self.state, self.session),
         });
         egui_tiles::UiResponse::None
     }

@@ -9,7 +9,7 @@
 //! they are laid out here from their whole-sequence boxes so that nothing shifts while playing.
 //!
 //! "Reconstruct and track" runs a Motion2VecSets-family model on a loaded sequence
-//! (`reconstruct.rs`). Not built yet, and said so in the panel: WildFusion novel views.
+//! (`reconstruct.rs`). WildFusion novel views have their own tab (`panels/wildfusion`).
 
 pub mod export;
 pub mod reconstruct;
@@ -321,7 +321,7 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut MotionSettings, session: &mut Se
     ui.separator();
     export::section(ui, session, settings);
     ui.separator();
-    ui.weak("Not built yet (issue #8): WildFusion novel views.");
+    ui.weak("WildFusion novel views (issue #8) have their own tab: Views (WildFusion).");
 }
 
 /// Shows the demo sequences side by side at mid-stride with trails once they are loaded.
