@@ -242,8 +242,13 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
 type Pick = fn(&TrackingScores) -> &SequenceScores;
 
 fn report(args: &EvalArgs, entry: &Entry, rows: &[Row]) -> anyhow::Result<()> {
-    let mut kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
-    kinds.dedup();
+    // Each kind once, in the order of first appearance (the held-out split cycles through them).
+    let mut kinds: Vec<&str> = Vec::new();
+    for r in rows {
+        if !kinds.contains(&r.kind) {
+            kinds.push(r.kind);
+        }
+    }
     let pick = |f: fn(&TrackingScores) -> &SequenceScores, filter: &dyn Fn(&Row) -> bool| {
         mean_scores(rows.iter().filter(|r| filter(r)).map(|r| &f(&r.scores).mean))
     };
