@@ -101,7 +101,10 @@ fn eval_reports_the_model_and_both_baselines_per_kind() {
     }
     let first = r["sequences"][0]["name"].as_str().unwrap();
     for file in ["pred.glb", "truth.glb"] {
-        assert!(dir.path().join("out").join(first).join(file).is_file(), "{first}/{file}");
+        assert!(
+            dir.path().join("out").join(first).join(file).is_file(),
+            "{first}/{file}"
+        );
     }
     // The static truth is exact on frame 1, so its mean IoU is well above zero.
     assert!(r["all"]["static_truth"]["iou"].as_f64().unwrap() > 0.5);
