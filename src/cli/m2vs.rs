@@ -14,15 +14,12 @@ use crate::core::motion::MotionSequence;
 use crate::methods::demo_data::motion::{MotionKind, generate};
 use crate::methods::metrics::shape::{EvalOptions, FrameScores, SequenceScores};
 use crate::methods::motion2vecsets::bundle::{FAMILY, M2vsBundle};
-use crate::methods::motion2vecsets::demo_train::heldout_specs;
+use crate::methods::motion2vecsets::demo_train::{SPARSE_NOISE, heldout_specs};
 use crate::methods::motion2vecsets::pipeline::{Normalisation, PipelineOptions, job_progress, job_progress_within};
 use crate::methods::motion2vecsets::tracking::{self, TrackingScores};
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-
-/// Noise σ of the observed points (the reference's sparse input).
-const OBSERVATION_NOISE: f32 = 0.001;
 
 #[derive(clap::Args, Debug)]
 pub struct ReconstructArgs {
@@ -209,14 +206,8 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
             let name = truth.name.clone();
             let share = specs.len() as f32;
             let mut progress = job_progress_within(ctx, i as f32 / share..(i + 1) as f32 / share, format!("{name}: "));
-            let tracked = tracking::reconstruct_and_score(
-                &models,
-                &truth.sequence,
-                OBSERVATION_NOISE,
-                &opts,
-                &eval,
-                &mut progress,
-            )?;
+            let tracked =
+                tracking::reconstruct_and_score(&models, &truth.sequence, SPARSE_NOISE, &opts, &eval, &mut progress)?;
             if let Some(dir) = &output {
                 let dir = dir.join(&name);
                 std::fs::create_dir_all(&dir)

@@ -41,7 +41,7 @@ use crate::core::train::{
     AdamWConfig, Checkpoint, CheckpointPolicy, LrSchedule, Result, SeededParams, StepOutput, TrainError, TrainLoop,
     TrainReport,
 };
-use crate::methods::demo_data::motion::{MotionKind, MotionSpec, generate, sample_sparse};
+use crate::methods::demo_data::motion::{MotionKind, MotionSpec, generate};
 use crate::methods::metrics::shape::{InsideTest, surface_samples};
 
 /// Frames per sequence (frame 1 plus 7 deformation frames), one motion cycle.
@@ -322,12 +322,6 @@ pub fn heldout_specs(n: usize) -> Vec<MotionSpec> {
             ..MotionSpec::new(MotionKind::ALL[i % MotionKind::ALL.len()])
         })
         .collect()
-}
-
-/// The sparse observation of a sequence as the model takes it: [`DEMO_POINTS`] tracked surface
-/// points per frame with σ = [`SPARSE_NOISE`] noise (`sample_sparse`), seeded.
-pub fn observations(seq: &crate::core::MotionSequence, seed: u64) -> Vec<Vec<[f32; 3]>> {
-    sample_sparse(seq, DEMO_POINTS, SPARSE_NOISE, seed)
 }
 
 /// Occupancy samples of one frame: `volume` uniform points in the ±0.55 box, then `near`
