@@ -7,13 +7,7 @@ OUT=${OUT:-/tmp/lw-gpu-out}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu.log") 2>&1
 T0=$(date +%s)
-PY=/opt/torch/.venv/bin/python3
-[ -x "$PY" ] || PY=python3
-SP=$("$PY" -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null)
-[ -n "$SP" ] || SP=$(ls -d /opt/torch/.venv/lib/python3*/site-packages | head -1)
-LIBS=$(ls -d "$SP"/nvidia/*/lib "$SP"/nvidia/cu13/lib 2>/dev/null | sort -u | tr '\n' ':')
-export LD_LIBRARY_PATH="${LIBS}${LD_LIBRARY_PATH:-}"
-echo "site-packages: $SP"; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+source "$(dirname "$0")/cuda_env.sh"
 BIN=/tmp/lw-inference-cuda
 xz -dc "$HERE/inference-cuda.xz" > "$BIN" && chmod +x "$BIN"
 sha256sum "$BIN"; cat "$HERE/inference-cuda.sha256" 2>/dev/null

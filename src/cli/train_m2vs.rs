@@ -16,6 +16,8 @@ use std::path::PathBuf;
 /// Total optimiser steps over the four stages (split 30/30/15/25 %).
 pub const DEFAULT_STEPS: usize = 2000;
 const CHECKPOINT_EVERY: usize = 100;
+/// Batch multiplier when training on a GPU.
+const GPU_BATCH_SCALE: usize = 4;
 /// Heun steps of the held-out check of the denoisers.
 const EVAL_SAMPLER_STEPS: usize = 18;
 
@@ -24,7 +26,10 @@ fn failed(e: impl std::fmt::Display) -> JobError {
 }
 
 pub fn m2vs_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
-    let settings = DemoSettings::demo(req.steps, req.seed);
+    let chosen = crate::core::device::device();
+    // On a GPU the batches are 4× larger (see `with_batches_scaled`); the manifest records both.
+    let gpu = !chosen.device.is_cpu();
+    let settings = DemoSettings::demo(req.steps, req.seed).with_batches_scaled(if gpu { GPU_BATCH_SCALE } else { 1 });
     let policy = CheckpointPolicy {
         path: req.checkpoint.clone(),
         every: CHECKPOINT_EVERY,
@@ -50,7 +55,7 @@ pub fn m2vs_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
         "Demo Motion2VecSets-family model at toy scale (the reference's four networks: shape and deformation KL \
          autoencoders with {} latents × {} / × {} channels, width {}, {} decoder blocks; EDM shape and deformation \
          denoisers with {} blocks of width {}), trained by `latent-workbench train {}` with seed {} for {} + {} + {} + {} \
-         steps (the four stages in order) on {} procedural deforming sequences ({} frames each; bending capsule, \
+         steps (the four stages in order; batches of {} shapes, {} and {} sequences; on {}) on {} procedural deforming sequences ({} frames each; bending capsule, \
          twisting bar, breathing ellipsoid, walking figure) from sparse inputs of {DEMO_POINTS} tracked points per \
          frame with σ = {SPARSE_NOISE} noise. Final losses: {}. On {} held-out sequences: shape-AE IoU {:.3}, \
          deformation-AE error {:.4}, shape sampled from the sparse points IoU {:.3}, sampled deformations error {:.4} \
@@ -69,6 +74,10 @@ pub fn m2vs_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
         st.deform_ae,
         st.shape_denoiser,
         st.deform_denoiser,
+        settings.ae_batch,
+        settings.denoiser_batch,
+        settings.deform_denoiser_batch,
+        chosen.name,
         trained.sequences,
         cfg.frames,
         losses.join(", "),
@@ -143,6 +152,8 @@ pub fn m2vs_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
         "sequences": trained.sequences,
         "heldout": eval,
         "parameters": trained.params.count(),
+        "device": chosen.name,
+        "batches": [settings.ae_batch, settings.denoiser_batch, settings.deform_denoiser_batch],
     });
     Ok(Outcome {
         manifest,
