@@ -449,6 +449,7 @@ fn render_motion_writes_a_frame_per_image_and_a_turntable() {
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "png"))
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("frame_")))
             .collect();
         files.sort();
         files
@@ -467,11 +468,21 @@ fn render_motion_writes_a_frame_per_image_and_a_turntable() {
     assert_ne!(images[0], images[1], "the capsule bends between frames");
     assert!(playback.join("provenance.json").exists());
     let turntable = dir.path().join("turntable");
-    let o = run(&turntable, &["--turntable", "4", "--at-frame", "2"]);
+    let o = run(&turntable, &["--turntable", "4", "--at-frame", "2", "--strip"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let views = pngs(&turntable);
     assert_eq!(views.len(), 4);
     assert_ne!(views[0], views[1], "the camera turns");
+    // The strip is the four views side by side: its row y is the views' rows y in order.
+    let strip = latent_workbench::io::image::read(&turntable.join("strip.png")).unwrap();
+    assert_eq!((strip.width(), strip.height()), (4 * 96, 72));
+    let latent_workbench::core::ImageData::U8(px) = strip.data() else {
+        panic!("8-bit PNG")
+    };
+    let r = 96 * strip.channels().count(); // bytes in one row of one view
+    for (k, v) in views.iter().enumerate() {
+        assert_eq!(&px[30 * 4 * r + k * r..][..r], &v[30 * r..][..r], "view {k} in row 30");
+    }
     let o = run(&turntable, &["--turntable", "4", "--at-frame", "9"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("--at-frame"), "{err}");

@@ -36,6 +36,9 @@ pub struct Args {
     /// Draw motion trails of this many frames of history.
     #[arg(long)]
     pub trails: Option<usize>,
+    /// Also write `strip.png`: every image side by side in one row (for a README or a figure).
+    #[arg(long)]
+    pub strip: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -82,12 +85,24 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
     let digits = views.len().saturating_sub(1).to_string().len().max(4);
     let mut written = Vec::with_capacity(views.len());
+    let mut kept = Vec::new();
     motion::render_views::<anyhow::Error>(&shown, &style, &RenderSettings::default(), size, &views, |k, image| {
         let path = args.output.join(format!("frame_{k:0digits$}.png"));
         crate::io::image::write_png(&path, &image)?;
         written.push(path);
+        if args.strip {
+            kept.push(image);
+        }
         Ok(())
     })?;
+    let strip = if args.strip {
+        let path = args.output.join("strip.png");
+        let image = crate::core::Image::strip(&kept).context("the rendered images differ in size")?;
+        crate::io::image::write_png(&path, &image)?;
+        Some(path)
+    } else {
+        None
+    };
     let provenance = json!({
         "program": "latent-workbench",
         "version": crate::VERSION,
@@ -100,13 +115,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "at_frame": args.turntable.map(|_| args.at_frame),
             "displacement_colormap": colormap.map(|c| c.name()),
             "trails": args.trails,
+            "strip": strip,
             "fps": shown[0].sequence.fps,
         },
     });
     let text = serde_json::to_vec_pretty(&provenance)?;
     crate::io::atomic::write_bytes(&args.output.join("provenance.json"), &text)?;
     if args.json {
-        print_json(&json!({"output": args.output, "images": written.len(), "width": size[0], "height": size[1]}))
+        print_json(
+            &json!({"output": args.output, "images": written.len(), "width": size[0], "height": size[1], "strip": strip}),
+        )
     } else {
         println!(
             "{} images ({}×{}) → {}",

@@ -140,4 +140,44 @@ impl Image {
             .map(|px| px[..colour].iter().sum::<f32>() / colour as f32)
             .collect()
     }
+
+    /// The 8-bit images side by side, left to right, in one image (a strip of frames). `None`
+    /// when there are none or they differ in height, channels or bit depth.
+    pub fn strip(images: &[Image]) -> Option<Image> {
+        let first = images.first()?;
+        let (h, ch) = (first.height, first.channels);
+        let mut rows: Vec<Vec<u8>> = vec![Vec::new(); h];
+        let mut width = 0;
+        for img in images {
+            let ImageData::U8(data) = &img.data else { return None };
+            if img.height != h || img.channels != ch {
+                return None;
+            }
+            let stride = img.width * ch.count();
+            for (y, row) in rows.iter_mut().enumerate() {
+                row.extend_from_slice(&data[y * stride..(y + 1) * stride]);
+            }
+            width += img.width;
+        }
+        Image::new(width, h, ch, ImageData::U8(rows.concat())).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_puts_frames_left_to_right() {
+        let a = Image::new(2, 2, Channels::Gray, ImageData::U8(vec![1, 2, 3, 4])).unwrap();
+        let b = Image::new(1, 2, Channels::Gray, ImageData::U8(vec![9, 8])).unwrap();
+        let s = Image::strip(&[a.clone(), b]).unwrap();
+        assert_eq!((s.width(), s.height()), (3, 2));
+        assert_eq!(s.data(), &ImageData::U8(vec![1, 2, 9, 3, 4, 8]));
+        let tall = Image::new(1, 3, Channels::Gray, ImageData::U8(vec![0; 3])).unwrap();
+        assert!(Image::strip(&[a.clone(), tall]).is_none());
+        let rgb = Image::new(1, 2, Channels::Rgb, ImageData::U8(vec![0; 6])).unwrap();
+        assert!(Image::strip(&[a, rgb]).is_none());
+        assert!(Image::strip(&[]).is_none());
+    }
 }
