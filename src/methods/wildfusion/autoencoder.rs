@@ -136,14 +136,14 @@ impl AutoencoderConfig {
             ));
         }
         let deepest = 1usize << self.enc_channels.len();
-        if self.image_size % deepest != 0 {
+        if !self.image_size.is_multiple_of(deepest) {
             return bad(format!(
                 "autoencoder config: image_size {} must be divisible by 2^{} (one halving per stage)",
                 self.image_size,
                 self.enc_channels.len()
             ));
         }
-        if self.d_model % self.heads != 0 {
+        if !self.d_model.is_multiple_of(self.heads) {
             return bad(format!(
                 "autoencoder config: d_model {} must be divisible by heads {}",
                 self.d_model, self.heads
@@ -151,7 +151,7 @@ impl AutoencoderConfig {
         }
         let ls = self.latent_size();
         if self.triplane_resolution < ls
-            || self.triplane_resolution % ls != 0
+            || !self.triplane_resolution.is_multiple_of(ls)
             || !(self.triplane_resolution / ls).is_power_of_two()
         {
             return bad(format!(
