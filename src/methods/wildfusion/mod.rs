@@ -9,11 +9,13 @@
 //! renderer that returns RGB, expected depth and accumulated opacity ([`render_view`]). Latents are
 //! interpolated with [`interpolate`].
 //!
-//! What is not here: the FPN encoder, the transformer+CNN decoder from the 2D KL latent to the
-//! triplane, the 2D super-resolution stage, the GAN training and the latent diffusion model. The
-//! demo draws **analytic triplanes** of procedural objects ([`analytic`]) through a fixed,
-//! hand-set decoder, because training the GAN-based autoencoder does not fit a CPU budget; no
-//! trained autoencoder ships.
+//! The 3D-aware autoencoder's image → 2D KL latent → triplane half exists at toy scale
+//! ([`Autoencoder`]: FPN-style conv encoder to a KL posterior, transformer + CNN decoder to a
+//! [`Triplane`]; keys in `autoencoder.rs`), untrained: no trainer and no weights ship yet.
+//!
+//! What is not here: training (the paper's GAN losses or any substitute), the 2D super-resolution
+//! stage and the latent diffusion model. The demo draws **analytic triplanes** of procedural
+//! objects ([`analytic`]) through a fixed, hand-set decoder.
 //!
 //! | paper / EG3D piece | here |
 //! |---|---|
@@ -21,9 +23,10 @@
 //! | `OSGDecoder` (FullyConnected + softplus, hidden 64, sigmoid·1.002 − 0.001) | [`OsgDecoder`] (`decoder.rs`) |
 //! | view-space camera P0 + bounded novel views | [`ViewCamera`], [`VIEW_RANGE`] (`camera.rs`) |
 //! | `ImportanceRenderer` + `MipRayMarcher` (auto box limits, stratified + importance, softplus(σ − 1)) | [`render_view`] (`render.rs`) |
-//! | 2D KL latent → triplane decoder | not implemented: the latent here *is* the triplane |
+//! | FPN encoder → 2D KL latent Z, transformer + CNN decoder Z → triplane | [`Autoencoder`] (`autoencoder.rs`), toy sizes, untrained |
 
 pub mod analytic;
+mod autoencoder;
 mod camera;
 mod decoder;
 mod render;
@@ -33,6 +36,7 @@ use thiserror::Error;
 
 use crate::core::weights::WeightsError;
 pub use analytic::AnalyticObject;
+pub use autoencoder::{Autoencoder, AutoencoderConfig, Posterior};
 pub use camera::{P0, VIEW_RANGE, ViewCamera, ViewRange};
 pub use decoder::{DecodedSamples, DecoderConfig, OsgDecoder};
 pub use render::{RenderOptions, RenderedView, depth_rgba, render_view};
