@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Total optimiser steps over the four stages (split 30/30/15/25 %).
-pub const DEFAULT_STEPS: usize = 2000;
+pub const DEFAULT_STEPS: usize = 4000;
 const CHECKPOINT_EVERY: usize = 100;
 /// Batch multiplier when training on a GPU.
 const GPU_BATCH_SCALE: usize = 4;
