@@ -449,6 +449,17 @@ mod tests {
     use super::*;
     use candle_nn::VarMap;
 
+    fn max_abs_diff(a: Tensor, b: Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     fn small() -> AutoencoderConfig {
         AutoencoderConfig {
             image_size: 32,
@@ -535,34 +546,13 @@ mod tests {
         let z2 = again.encode(&img).unwrap().mean;
         let p1 = ae.decode_planes(&z1).unwrap();
         let p2 = again.decode_planes(&z2).unwrap();
-        let dz = (z1 - z2)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let dp = (p1.clone() - p2)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let dz = max_abs_diff(z1, z2);
+        let dp = max_abs_diff(p1.clone(), p2);
         assert_eq!((dz, dp), (0.0, 0.0));
         // Not a constant map: another image gives another latent.
         let other = (image(&cfg, 1) * 0.5).unwrap();
         let z3 = ae.encode(&other).unwrap().mean;
-        let d3 = (ae.decode_planes(&z3).unwrap() - p1)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d3 = max_abs_diff(ae.decode_planes(&z3).unwrap(), p1);
         assert!(d3 > 0.0);
     }
 
