@@ -219,8 +219,6 @@ pub struct DemoSettings {
     pub lr: f64,
     pub shape_kl_weight: f64,
     pub deform_kl_weight: f64,
-    /// Weight of the near-surface BCE (3DShape2VecSet: [`NEAR_WEIGHT`]).
-    pub near_weight: f64,
 }
 
 impl DemoSettings {
@@ -242,7 +240,6 @@ impl DemoSettings {
             lr: 1e-3,
             shape_kl_weight: 1e-3,
             deform_kl_weight: 1e-3,
-            near_weight: NEAR_WEIGHT,
         }
     }
 
@@ -276,7 +273,6 @@ impl DemoSettings {
             lr: 3e-3,
             shape_kl_weight: 1e-3,
             deform_kl_weight: 1e-3,
-            near_weight: NEAR_WEIGHT,
         }
     }
 
@@ -721,7 +717,7 @@ fn shape_ae_step(
     let vol = bce_with_logits(&logits.narrow(1, 0, half)?, &y.narrow(1, 0, half)?)?;
     let near = bce_with_logits(&logits.narrow(1, half, half)?, &y.narrow(1, half, half)?)?;
     let kl = kl(&post)?;
-    let loss = ((&vol + (&near * s.near_weight)?)? + (&kl * s.shape_kl_weight)?)?;
+    let loss = ((&vol + (&near * NEAR_WEIGHT)?)? + (&kl * s.shape_kl_weight)?)?;
     let acc = logits
         .ge(0.0)?
         .to_dtype(DType::F32)?
