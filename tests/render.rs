@@ -106,6 +106,54 @@ fn plain() -> RenderSettings {
     }
 }
 
+/// A new mesh under the same object id is drawn, even when it is allocated where the dropped
+/// previous one was. The renderer's GPU cache once compared bare addresses, so the next frame of
+/// an animation, given the freed frame's address by the allocator, was drawn with its buffers.
+#[test]
+fn a_new_mesh_under_the_same_id_is_redrawn_at_a_reused_address() {
+    let Some(lock) = gpu() else {
+        return;
+    };
+    let settings = plain();
+    let camera = OrbitCamera::framing([-6.0, -2.0, -2.0], [6.0, 2.0, 2.0], ViewPreset::Front);
+    let draw = |mesh: Arc<Mesh>| {
+        // The scene, and with it this mesh, is dropped when this returns.
+        let scene = Scene {
+            objects: vec![SceneObject::new(0, "sphere", Geometry::Mesh(mesh))],
+        };
+        let mut guard = lock.lock().unwrap();
+        let (gpu, renderer) = &mut *guard;
+        Picture(render_rgba(gpu, renderer, &scene, &camera, &settings, [W, H]).expect("render"))
+    };
+    let left = Arc::new(sphere([-3.0, 0.0, 0.0], 1.5));
+    let freed = Arc::as_ptr(&left) as usize;
+    let first = draw(left);
+    // Allocate the second mesh at the first one's address when the allocator hands it out again
+    // (it does at once while nothing holds the first; a renderer that keeps it never gives it up).
+    let right = sphere([3.0, 0.0, 0.0], 1.5);
+    let mut elsewhere = Vec::new();
+    let second = loop {
+        let mesh = Arc::new(right.clone());
+        if Arc::as_ptr(&mesh) as usize == freed || elsewhere.len() == 1000 {
+            break mesh;
+        }
+        elsewhere.push(mesh);
+    };
+    let second = draw(second);
+    let bg = settings.background;
+    // Which half of the middle row the sphere covers.
+    let halves = |p: &Picture| {
+        let covered = |xs: std::ops::Range<u32>| xs.filter(|&x| differs(&p.px(x, H / 2), &bg)).count();
+        (covered(0..W / 2), covered(W / 2..W))
+    };
+    let (a, b) = (halves(&first), halves(&second));
+    let side = |(l, r): (usize, usize)| (l > 0) != (r > 0) && l > 0;
+    assert!(
+        a.0.min(a.1) == 0 && b.0.min(b.1) == 0 && a.0.max(a.1) > 0 && side(a) != side(b),
+        "each image covers one half, and not the same one: {a:?} then {b:?}"
+    );
+}
+
 #[test]
 fn a_sphere_is_lit_in_the_middle_and_background_at_the_corners() {
     let settings = plain();

@@ -25,12 +25,16 @@ impl Geometry {
         }
     }
 
-    /// Identity of the shared data (renderers cache GPU buffers by it).
-    pub fn address(&self) -> usize {
-        match self {
-            Geometry::Mesh(m) => Arc::as_ptr(m) as usize,
-            Geometry::Points(p) => Arc::as_ptr(p) as usize,
-            Geometry::Volume(v) => Arc::as_ptr(v) as usize,
+    /// Whether both share the same data (renderers cache GPU buffers by it). The cache keeps its
+    /// own clone of the `Arc`, so the address cannot be freed and reused by a different geometry
+    /// while it is compared against (a bare address went stale that way: the next frame of an
+    /// animation, allocated where the dropped previous frame was, reused its GPU buffers).
+    pub fn same_data(&self, other: &Geometry) -> bool {
+        match (self, other) {
+            (Geometry::Mesh(a), Geometry::Mesh(b)) => Arc::ptr_eq(a, b),
+            (Geometry::Points(a), Geometry::Points(b)) => Arc::ptr_eq(a, b),
+            (Geometry::Volume(a), Geometry::Volume(b)) => Arc::ptr_eq(a, b),
+            _ => false,
         }
     }
 

@@ -84,8 +84,9 @@ pub enum RenderError {
 /// GPU buffers of one scene object, rebuilt when its `version` changes.
 struct GpuObject {
     version: u64,
-    /// The address of the geometry it was built from: a new `Arc` under the same id re-uploads.
-    source: usize,
+    /// The geometry it was built from (held, so its address stays its own): a new `Arc` under
+    /// the same id re-uploads.
+    source: Geometry,
     kind: GpuGeometry,
     uniform: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
@@ -587,13 +588,12 @@ impl SceneRenderer {
         self.objects.retain(|id, _| keep.contains(id));
         let offsets = scene.offsets(settings.arrangement);
         for (object, offset) in scene.visible().zip(offsets) {
-            let source = object.geometry.address();
             let stale = self
                 .objects
                 .get(&object.id)
-                .is_none_or(|g| g.version != object.version || g.source != source);
+                .is_none_or(|g| g.version != object.version || !g.source.same_data(&object.geometry));
             if stale {
-                let gpu = self.upload(device, queue, &object.geometry, object.version, source);
+                let gpu = self.upload(device, queue, &object.geometry, object.version);
                 self.objects.insert(object.id, gpu);
             }
             let gpu = &self.objects[&object.id];
@@ -736,15 +736,8 @@ fn object_uniform(coloring: Coloring, offset: [f32; 3], shading: Shading, geomet
 }
 
 impl SceneRenderer {
-    /// GPU buffers for one object's geometry; `source` is the geometry's address.
-    fn upload(
-        &self,
-        device: &wgpu::Device,
-        queue: &wgpu::Queue,
-        geometry: &Geometry,
-        version: u64,
-        source: usize,
-    ) -> GpuObject {
+    /// GPU buffers for one object's geometry.
+    fn upload(&self, device: &wgpu::Device, queue: &wgpu::Queue, geometry: &Geometry, version: u64) -> GpuObject {
         let kind = match geometry {
             Geometry::Mesh(mesh) => {
                 let computed;
@@ -798,7 +791,7 @@ impl SceneRenderer {
         let line_bind_group = uniform_group(device, &self.object_layout, &line_uniform);
         GpuObject {
             version,
-            source,
+            source: geometry.clone(),
             kind,
             uniform,
             bind_group,
