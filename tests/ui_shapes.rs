@@ -163,6 +163,71 @@ fn moving_the_iso_level_remeshes_the_volume() {
     assert!(grown.1 > demo.1, "{before:?} → {after:?}");
 }
 
+/// With a GPU (the app passes its viewport's device; here a headless one), the live level is
+/// meshed by the wgpu kernel, says so, and gives the CPU's triangles; the toggle goes back to
+/// the CPU. Without any adapter the test passes unless `LW_REQUIRE_RENDER=1`.
+#[test]
+fn the_live_level_is_meshed_on_the_gpu_when_there_is_one() {
+    use latent_workbench::core::Asset;
+    use latent_workbench::methods::isosurface::{Inside, IsoOptions, marching_cubes};
+    let gpu = match latent_workbench::render::Gpu::headless() {
+        Ok(gpu) => gpu,
+        Err(e) => {
+            assert!(
+                std::env::var("LW_REQUIRE_RENDER").as_deref() != Ok("1"),
+                "no adapter: {e}"
+            );
+            return;
+        }
+    };
+    let mut h = harness(Launch {
+        tab: Some("shapes".into()),
+        ..Launch::default()
+    });
+    let mc = latent_workbench::render::LiveMarchingCubes::new(gpu.device.clone(), gpu.queue.clone());
+    h.state_mut().session.shapes.use_gpu(mc);
+    h.state_mut().push(Command::AddDemoShapes);
+    settle(&mut h);
+    let (id, volume) = h
+        .state()
+        .session
+        .assets
+        .iter()
+        .find_map(|a| match &a.asset {
+            Asset::Volume(v) if a.name.starts_with("demo shape") => Some((a.id, v.clone())),
+            _ => None,
+        })
+        .expect("a demo shape");
+    let name = h.state().session.get(id).unwrap().name.clone();
+    let cpu = |level: f32| {
+        let opts = IsoOptions {
+            level,
+            inside: Inside::Below,
+            frame: 0,
+        };
+        marching_cubes(&volume, &opts).triangles.len()
+    };
+    let shown = |h: &Harness<'static, WorkbenchApp>| {
+        let built = h.state().session.shapes.iso_build(id).unwrap_or_default().to_owned();
+        let n = triangles(h).into_iter().find(|(n, _)| *n == name).map(|(_, n)| n);
+        (built, n)
+    };
+    for level in [0.0, 0.1] {
+        assert!(h.state_mut().session.shapes.set_level(id, level));
+        settle(&mut h);
+        let (built, n) = shown(&h);
+        assert!(built.ends_with("on the GPU"), "level {level}: {built}");
+        assert_eq!(n, Some(cpu(level)), "level {level}: {built}");
+        assert!(built.starts_with(&format!("{} triangles", cpu(level))), "{built}");
+    }
+    h.state_mut().state.shapes.cpu_marching_cubes = true;
+    assert!(h.state_mut().session.shapes.set_level(id, 0.05));
+    settle(&mut h);
+    let (built, n) = shown(&h);
+    assert!(built.ends_with("on the CPU"), "{built}");
+    assert_eq!(n, Some(cpu(0.05)));
+}
+
 #[test]
 fn a_mesh_export_writes_the_file_and_its_provenance() {
     let dir = tempfile::tempdir().unwrap();

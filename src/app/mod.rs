@@ -102,6 +102,19 @@ impl WorkbenchApp {
         let mut session = Session::default();
         session.waker = Some(Arc::new(move || ctx.request_repaint()));
         session.rescan_models();
+        if let Some(rs) = cc.wgpu_render_state.as_ref() {
+            let info = rs.adapter.get_info();
+            // A software rasterizer (lavapipe) meshes far slower than the CPU path (README, Benchmarks).
+            if info.device_type == eframe::egui_wgpu::wgpu::DeviceType::Cpu {
+                session.shapes.mesh_on_cpu_because(format!(
+                    "the viewport's device, {}, is a software rasterizer, slower than the CPU path",
+                    info.name
+                ));
+            } else {
+                let mc = crate::render::LiveMarchingCubes::new(rs.device.clone(), rs.queue.clone());
+                session.shapes.use_gpu(mc);
+            }
+        }
         session.log.info(format!(
             "Latent Workbench {} - inference device: {}",
             crate::VERSION,

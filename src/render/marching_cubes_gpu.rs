@@ -17,7 +17,8 @@ use crate::core::isosurface::Inside;
 use crate::core::isosurface::repair_nan_normals;
 use crate::core::isosurface::tables::{FACE_CHOICES, tables};
 use crate::core::volume::invert;
-use crate::core::{Affine, Mesh};
+use crate::core::{Affine, Mesh, Volume};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Voxels per workgroup (`WG` in the shader).
@@ -85,6 +86,63 @@ pub struct GpuMarchingCubes {
     vertex_out: Option<Output>,
     triangle_out: Option<Output>,
     timings: McTimings,
+}
+
+/// [`GpuMarchingCubes`] shared between threads for a live iso-level (the app's job threads): it
+/// holds the device and queue, builds the pipelines on first use, and keeps the field of the
+/// volume it last meshed on the GPU, so moving the level of the same volume uploads nothing.
+#[derive(Clone)]
+pub struct LiveMarchingCubes {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    state: Arc<Mutex<LiveState>>,
+}
+
+#[derive(Default)]
+struct LiveState {
+    mc: Option<GpuMarchingCubes>,
+    /// The volume whose first frame is on the GPU; held, so its address stays its own.
+    field: Option<Arc<Volume>>,
+}
+
+impl LiveMarchingCubes {
+    pub fn new(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        Self {
+            device,
+            queue,
+            state: Arc::default(),
+        }
+    }
+
+    /// The iso-surface of `volume`'s first frame at `level` (see [`GpuMarchingCubes::extract`]),
+    /// with the timings of this call.
+    pub fn extract(&self, volume: &Arc<Volume>, level: f32, inside: Inside) -> Result<(Mesh, McTimings), RenderError> {
+        // A panic while meshing poisons the lock; the state is rebuilt rather than trusted.
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| {
+            let mut s = poisoned.into_inner();
+            *s = LiveState::default();
+            s
+        });
+        if state.mc.is_none() {
+            state.mc = Some(GpuMarchingCubes::new(&self.device)?);
+        }
+        let LiveState { mc, field } = &mut *state;
+        let mc = mc.as_mut().expect("built above");
+        let uploaded = if field.as_ref().is_some_and(|f| Arc::ptr_eq(f, volume)) {
+            0.0
+        } else {
+            *field = None;
+            mc.set_field(&self.device, &self.queue, volume.frame(0), volume.dims())?;
+            *field = Some(volume.clone());
+            mc.timings().upload_s
+        };
+        let mesh = mc.extract(&self.device, &self.queue, level, inside, volume.world_from_voxel())?;
+        let timings = McTimings {
+            upload_s: uploaded,
+            ..mc.timings()
+        };
+        Ok((mesh, timings))
+    }
 }
 
 fn err(e: impl std::fmt::Display) -> RenderError {

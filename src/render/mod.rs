@@ -14,7 +14,7 @@ pub mod scene_renderer;
 mod volume_pass;
 
 pub use camera::{OrbitCamera, ViewPreset};
-pub use marching_cubes_gpu::{GpuMarchingCubes, McTimings};
+pub use marching_cubes_gpu::{GpuMarchingCubes, LiveMarchingCubes, McTimings};
 pub use offscreen::{Gpu, Offscreen, render_image, render_rgba};
 pub use scene::{Arrangement, ClipPlane, Coloring, Geometry, RenderSettings, Scene, SceneObject, Shading};
 pub use scene_renderer::{COLOR_FORMAT, RenderError, SceneRenderer};

@@ -1,15 +1,15 @@
 //! The Shapes tab (issue #7): loaded meshes, point clouds and volumes in the 3D viewport; volumes
-//! and signed distance fields as iso-surfaces at a live level (marching cubes in a job) or
-//! ray-marched; a clip
-//! plane; WaLa's wavelet stage (SDF → wavelet tree → SDF) with its cost and an SDF blend in tree
+//! and signed distance fields as iso-surfaces at a live level (marching cubes in a job, on the
+//! viewport's GPU when there is one: `iso`) or ray-marched; a clip plane; WaLa's wavelet stage (SDF → wavelet tree → SDF) with its cost and an SDF blend in tree
 //! space; WaLa's learned latent (a WaLa-family VQ-VAE: latent grid inspector, interpolation of
 //! two shapes decoded as WaLa decodes); mesh export with provenance.
 //!
 //! Volumes ray-march through a window with a colormap, an opacity per voxel and an opacity curve
 //! across the window (`transfer`: drag, add and remove its points).
 //!
-//! Not built yet, and said so in the panel: WaLa's diffusion model and GPU marching cubes.
+//! Not built yet, and said so in the panel: WaLa's diffusion model.
 
+mod iso;
 mod latent;
 pub mod transfer;
 mod wavelet;
@@ -20,8 +20,8 @@ use crate::core::colormap::Colormap;
 use crate::core::jobs::{self, JobError, JobHandle};
 use crate::core::transfer::OpacityCurve;
 use crate::core::{Asset, Mesh, Volume};
-use crate::methods::isosurface::{Inside, IsoOptions, marching_cubes};
-use crate::render::{ClipPlane, Coloring, Geometry, Scene, SceneObject};
+use crate::methods::isosurface::Inside;
+use crate::render::{ClipPlane, Coloring, Geometry, LiveMarchingCubes, Scene, SceneObject};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,6 +39,8 @@ const LATENT_INTERP_ID: u64 = u64::MAX - 4;
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct ShapesSettings {
+    /// Mesh iso-levels on the CPU even when the viewport's GPU could (off by default).
+    pub cpu_marching_cubes: bool,
     pub viewport: ViewportState,
     pub clip: ClipSettings,
     pub wavelet: wavelet::WaveletSettings,
@@ -78,6 +80,8 @@ struct IsoSurface {
     /// The level the current mesh was made at; `None` before the first one.
     built: Option<(f32, Inside)>,
     mesh: Option<Arc<Mesh>>,
+    /// How the current mesh was made (triangles, time, GPU or CPU).
+    how: Option<String>,
     range: (f32, f32),
     /// Ray marching: the values the opacity ramp spans, and their colours.
     window: (f32, f32),
@@ -96,7 +100,12 @@ struct Shown {
 #[derive(Default)]
 pub struct ShapesRuntime {
     shown: BTreeMap<u64, Shown>,
-    iso_job: Option<(u64, f32, Inside, JobHandle<Mesh>)>,
+    iso_job: Option<(u64, f32, Inside, JobHandle<iso::IsoBuilt>)>,
+    /// Marching cubes on the viewport's device; `None` without one, or after it failed.
+    gpu_iso: Option<LiveMarchingCubes>,
+    /// Why iso-levels are meshed on the CPU although the app has a GPU (it failed, or it is a
+    /// software rasterizer).
+    cpu_reason: Option<String>,
     pub wavelet: wavelet::WaveletRuntime,
     pub latent: latent::LatentRuntime,
     export: Option<JobHandle<Option<PathBuf>>>,
@@ -108,6 +117,23 @@ pub struct ShapesRuntime {
 }
 
 impl ShapesRuntime {
+    /// Meshes live iso-levels with `mc` (the app passes its viewport's device at start-up).
+    pub fn use_gpu(&mut self, mc: LiveMarchingCubes) {
+        self.gpu_iso = Some(mc);
+        self.cpu_reason = None;
+    }
+
+    /// Meshes on the CPU, saying why in the panel.
+    pub fn mesh_on_cpu_because(&mut self, reason: String) {
+        self.gpu_iso = None;
+        self.cpu_reason = Some(reason);
+    }
+
+    /// How the current mesh of a shown volume was made ("… triangles in … ms on the GPU").
+    pub fn iso_build(&self, asset: u64) -> Option<&str> {
+        self.shown.get(&asset)?.iso.as_ref()?.how.as_deref()
+    }
+
     pub fn busy(&self) -> bool {
         self.iso_job.is_some()
             || self.wavelet.busy()
@@ -169,6 +195,7 @@ fn default_iso(volume: &Volume) -> IsoSurface {
         inside: if sdf_like { Inside::Below } else { Inside::Above },
         built: None,
         mesh: None,
+        how: None,
         range,
     }
 }
@@ -199,7 +226,7 @@ fn sync_assets(session: &mut Session) {
 }
 
 /// Starts marching cubes for the first visible volume whose level changed (one job at a time).
-fn schedule_iso(session: &mut Session) {
+fn schedule_iso(session: &mut Session, cpu_only: bool) {
     if session.shapes.iso_job.is_some() {
         return;
     }
@@ -212,14 +239,10 @@ fn schedule_iso(session: &mut Session) {
     let Some((id, level, inside, volume)) = next else {
         return;
     };
+    let gpu = session.shapes.gpu_iso.clone().filter(|_| !cpu_only);
     let job = jobs::spawn("Iso-surface", waker, move |ctx| {
         ctx.set(0.1, "marching cubes");
-        let opts = IsoOptions {
-            level,
-            inside,
-            frame: 0,
-        };
-        Ok(marching_cubes(&volume, &opts))
+        Ok(iso::build(&volume, level, inside, gpu.as_ref()))
     });
     session.shapes.iso_job = Some((id, level, inside, job));
 }
@@ -233,10 +256,14 @@ fn poll_iso(session: &mut Session) {
     let (id, level, inside) = (*id, *level, *inside);
     rt.iso_job = None;
     match result {
-        Ok(mesh) => {
+        Ok(built) => {
+            if let Some(e) = built.gpu_error {
+                rt.mesh_on_cpu_because(format!("the GPU failed: {e}"));
+            }
             if let Some(iso) = rt.shown.get_mut(&id).and_then(|s| s.iso.as_mut()) {
                 iso.built = Some((level, inside));
-                iso.mesh = (!mesh.triangles.is_empty()).then(|| Arc::new(mesh));
+                iso.how = Some(built.how);
+                iso.mesh = (!built.mesh.triangles.is_empty()).then(|| Arc::new(built.mesh));
             }
         }
         Err(e) => rt.message = Some(format!("marching cubes failed: {e}")),
@@ -304,7 +331,7 @@ pub fn ui(
         start_demo(session, &mut state.shapes);
     }
     poll_iso(session);
-    schedule_iso(session);
+    schedule_iso(session, state.shapes.cpu_marching_cubes);
     session.shapes.wavelet.poll(&mut session.log);
     session.shapes.latent.poll(&mut session.log);
     poll_export(session);
@@ -341,6 +368,7 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut ShapesSettings, session: &mut Se
         ui.colored_label(ui.visuals().warn_fg_color, m);
     }
     objects_section(ui, session, commands, &mut settings.viewport.settings);
+    marching_cubes_device(ui, settings, session);
     ui.separator();
     clip_section(ui, &mut settings.clip);
     ui.separator();
@@ -350,10 +378,28 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut ShapesSettings, session: &mut Se
     ui.separator();
     export_section(ui, session);
     ui.separator();
-    ui.weak(
-        "Not built yet (issue #7): WaLa's diffusion model (generating latents from a condition), marching \
-         cubes on the GPU.",
-    );
+    ui.weak("Not built yet (issue #7): WaLa's diffusion model (generating latents from a condition).");
+}
+
+/// Where iso-surfaces are meshed: the GPU toggle, or why the CPU does it.
+fn marching_cubes_device(ui: &mut egui::Ui, settings: &mut ShapesSettings, session: &mut Session) {
+    let rt = &mut session.shapes;
+    if rt.gpu_iso.is_some() {
+        let mut on_gpu = !settings.cpu_marching_cubes;
+        if ui
+            .checkbox(&mut on_gpu, "marching cubes on the GPU")
+            .on_hover_text("The viewport's device meshes each new level; the volume stays uploaded between levels.")
+            .changed()
+        {
+            settings.cpu_marching_cubes = !on_gpu;
+            // Mesh again where the other device now does it, so its time shows.
+            for iso in rt.shown.values_mut().filter_map(|s| s.iso.as_mut()) {
+                iso.built = None;
+            }
+        }
+    } else if let Some(why) = &rt.cpu_reason {
+        ui.weak(format!("Marching cubes on the CPU: {why}."));
+    }
 }
 
 /// Loaded objects with their iso-surface or volume-rendering controls; `render` holds the
@@ -415,6 +461,8 @@ fn objects_section(
                 }
                 if shown.visible && iso.built.is_some() && iso.mesh.is_none() {
                     ui.weak("no surface at this level");
+                } else if let Some(how) = &iso.how {
+                    ui.weak(how);
                 }
             });
         }
