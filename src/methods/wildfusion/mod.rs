@@ -7,7 +7,9 @@
 //! ([`Triplane`], EG3D layout), EG3D's small density/colour MLP ([`OsgDecoder`]), a view-space
 //! camera around a pivot with a bounded yaw/pitch range ([`ViewCamera`]) and an EG3D-style volume
 //! renderer that returns RGB, expected depth and accumulated opacity ([`render_view`]). Latents are
-//! interpolated with [`interpolate`].
+//! interpolated with [`interpolate`]. [`render_rays`] / [`render_image`] are its differentiable
+//! twin (candle tensor ops, deterministic samples, no importance pass) through which an image loss
+//! reaches the triplane features and the decoder's weights.
 //!
 //! The 3D-aware autoencoder's image → 2D KL latent → triplane half exists at toy scale
 //! ([`Autoencoder`]: FPN-style conv encoder to a KL posterior, transformer + CNN decoder to a
@@ -23,12 +25,14 @@
 //! | `OSGDecoder` (FullyConnected + softplus, hidden 64, sigmoid·1.002 − 0.001) | [`OsgDecoder`] (`decoder.rs`) |
 //! | view-space camera P0 + bounded novel views | [`ViewCamera`], [`VIEW_RANGE`] (`camera.rs`) |
 //! | `ImportanceRenderer` + `MipRayMarcher` (auto box limits, stratified + importance, softplus(σ − 1)) | [`render_view`] (`render.rs`) |
+//! | the same render as a differentiable graph (for training) | [`render_rays`], [`render_image`] (`diff_render.rs`) |
 //! | FPN encoder → 2D KL latent Z, transformer + CNN decoder Z → triplane | [`Autoencoder`] (`autoencoder.rs`), toy sizes, untrained |
 
 pub mod analytic;
 mod autoencoder;
 mod camera;
 mod decoder;
+mod diff_render;
 mod render;
 mod triplane;
 
@@ -39,6 +43,7 @@ pub use analytic::AnalyticObject;
 pub use autoencoder::{Autoencoder, AutoencoderConfig, Posterior};
 pub use camera::{P0, VIEW_RANGE, ViewCamera, ViewRange};
 pub use decoder::{DecodedSamples, DecoderConfig, OsgDecoder};
+pub use diff_render::{DiffRender, DiffRenderOptions, render_image, render_rays};
 pub use render::{RenderOptions, RenderedView, depth_rgba, render_view};
 pub use triplane::{Aggregation, PlaneSampler, Triplane};
 

@@ -31,7 +31,7 @@ use crate::core::colormap::Colormap;
 /// EG3D's density activation bias: `softplus(σ − 1)`.
 pub const DENSITY_BIAS: f32 = 1.0;
 /// EG3D's cumulative-product guard `1 − α + 1e−10`.
-const TRANSMITTANCE_EPS: f32 = 1e-10;
+pub(super) const TRANSMITTANCE_EPS: f32 = 1e-10;
 /// EG3D adds this to the coarse weights before drawing importance samples.
 const IMPORTANCE_FLOOR: f32 = 0.01;
 
@@ -140,7 +140,7 @@ impl SplitMix {
 }
 
 /// Entry and exit distances of a ray through the cube `[−h, h]³` (slab test), if it enters.
-fn ray_box(o: Vec3, d: Vec3, h: f32) -> Option<(f32, f32)> {
+pub(super) fn ray_box(o: Vec3, d: Vec3, h: f32) -> Option<(f32, f32)> {
     let (mut t0, mut t1) = (0.0f32, f32::INFINITY);
     for k in 0..3 {
         if d[k].abs() < 1e-12 {
