@@ -23,6 +23,7 @@ mod train_ldae;
 mod train_m2vs;
 mod train_sage;
 mod train_wala;
+mod train_wildfusion;
 mod wala_latent;
 mod wildfusion;
 

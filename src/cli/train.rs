@@ -106,6 +106,13 @@ pub const TRAINERS: &[Trainer] = &[
         train: super::train_m2vs::m2vs_demo,
     },
     Trainer {
+        name: "wildfusion-demo",
+        about: "toy WildFusion autoencoder (image → KL latent → triplane) trained through the differentiable renderer on analytic objects",
+        default_steps: super::train_wildfusion::DEFAULT_STEPS,
+        default_seed: 1,
+        train: super::train_wildfusion::wildfusion_demo,
+    },
+    Trainer {
         name: "sage-sprites-generator",
         about: "class-conditional sprite generator for the failure search: a latent diffusion prior over relreps-sprites-wide",
         default_steps: super::train_sage::PRIOR_STEPS,

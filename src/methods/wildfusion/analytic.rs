@@ -130,6 +130,18 @@ impl AnalyticObject {
 /// `Aggregation::Mean` (each plane stores three times its term). Texel centres sit where
 /// `grid_sample(align_corners=False)` reads them exactly.
 pub fn triplane(object: AnalyticObject, resolution: usize) -> Result<Triplane, WildFusionError> {
+    triplane_scaled(object, resolution, 1.0)
+}
+
+/// [`triplane`] of the object scaled by `scale` about the origin (the field at `p` is the
+/// unscaled field at `p / scale`; a uniform scaling keeps every term a function of the same two
+/// coordinates, so the construction stays exact). The trainer varies sizes with it.
+pub fn triplane_scaled(object: AnalyticObject, resolution: usize, scale: f32) -> Result<Triplane, WildFusionError> {
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(WildFusionError::Config(format!(
+            "object scale must be positive, got {scale}"
+        )));
+    }
     if resolution < 2 {
         return Err(WildFusionError::Config(format!(
             "plane resolution must be ≥ 2, got {resolution}"
@@ -137,7 +149,7 @@ pub fn triplane(object: AnalyticObject, resolution: usize) -> Result<Triplane, W
     }
     let r = resolution;
     let half = BOX_SIZE * 0.5;
-    let coord = |i: usize| ((i as f32 + 0.5) / r as f32 * 2.0 - 1.0) * half;
+    let coord = |i: usize| ((i as f32 + 0.5) / r as f32 * 2.0 - 1.0) * half / scale;
     let mut data = vec![0f32; 3 * CHANNELS * r * r];
     for plane in 0..3 {
         for row in 0..r {

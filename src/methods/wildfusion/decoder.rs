@@ -160,49 +160,56 @@ impl OsgDecoder {
     /// Built through [`OsgDecoder::load`] from raw tensors, so the loading path is the one a
     /// trained checkpoint takes.
     pub fn analytic_passthrough(cfg: &DecoderConfig) -> Result<Self, WildFusionError> {
-        let c = cfg.n_features;
-        let out = 1 + cfg.decoder_output_dim;
-        if c != out {
-            return Err(WildFusionError::Config(format!(
-                "a pass-through decoder needs n_features = 1 + decoder_output_dim, got {c} and {out}"
-            )));
-        }
-        if cfg.hidden_dim < c {
-            return Err(WildFusionError::Config(format!(
-                "a pass-through decoder needs hidden_dim ≥ {c}, got {}",
-                cfg.hidden_dim
-            )));
-        }
-        let lr = cfg.decoder_lr_mul;
-        // Raw parameters such that the effective ones (after EG3D's gains) are the identity.
-        let g0 = (c as f64).sqrt() / lr;
-        let g1 = (cfg.hidden_dim as f64).sqrt() / lr;
-        let mut w0 = vec![0f32; cfg.hidden_dim * c];
-        let mut b0 = vec![0f32; cfg.hidden_dim];
-        let mut w1 = vec![0f32; out * cfg.hidden_dim];
-        let mut b1 = vec![0f32; out];
-        for k in 0..c {
-            w0[k * c + k] = g0 as f32;
-            b0[k] = (PASS_OFFSET / lr) as f32;
-            w1[k * cfg.hidden_dim + k] = g1 as f32;
-            b1[k] = (-PASS_OFFSET / lr) as f32;
-        }
-        let dev = Device::Cpu;
-        let tensors = HashMap::from([
-            (
-                "net.0.weight".to_string(),
-                Tensor::from_vec(w0, (cfg.hidden_dim, c), &dev)?,
-            ),
-            ("net.0.bias".to_string(), Tensor::from_vec(b0, cfg.hidden_dim, &dev)?),
-            (
-                "net.2.weight".to_string(),
-                Tensor::from_vec(w1, (out, cfg.hidden_dim), &dev)?,
-            ),
-            ("net.2.bias".to_string(), Tensor::from_vec(b1, out, &dev)?),
-        ]);
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
+        let vb = VarBuilder::from_tensors(passthrough_tensors(cfg)?, DType::F32, &Device::Cpu);
         Ok(Self::load(vb, cfg)?)
     }
+}
+
+/// The raw parameters (keys `net.{0,2}.*`) of [`OsgDecoder::analytic_passthrough`], on the CPU:
+/// a trainer that keeps the decoder fixed writes them into its parameter set so that the saved
+/// model holds the decoder it was trained through.
+pub fn passthrough_tensors(cfg: &DecoderConfig) -> Result<HashMap<String, Tensor>, WildFusionError> {
+    let c = cfg.n_features;
+    let out = 1 + cfg.decoder_output_dim;
+    if c != out {
+        return Err(WildFusionError::Config(format!(
+            "a pass-through decoder needs n_features = 1 + decoder_output_dim, got {c} and {out}"
+        )));
+    }
+    if cfg.hidden_dim < c {
+        return Err(WildFusionError::Config(format!(
+            "a pass-through decoder needs hidden_dim ≥ {c}, got {}",
+            cfg.hidden_dim
+        )));
+    }
+    let lr = cfg.decoder_lr_mul;
+    // Raw parameters such that the effective ones (after EG3D's gains) are the identity.
+    let g0 = (c as f64).sqrt() / lr;
+    let g1 = (cfg.hidden_dim as f64).sqrt() / lr;
+    let mut w0 = vec![0f32; cfg.hidden_dim * c];
+    let mut b0 = vec![0f32; cfg.hidden_dim];
+    let mut w1 = vec![0f32; out * cfg.hidden_dim];
+    let mut b1 = vec![0f32; out];
+    for k in 0..c {
+        w0[k * c + k] = g0 as f32;
+        b0[k] = (PASS_OFFSET / lr) as f32;
+        w1[k * cfg.hidden_dim + k] = g1 as f32;
+        b1[k] = (-PASS_OFFSET / lr) as f32;
+    }
+    let dev = Device::Cpu;
+    let tensors = HashMap::from([
+        (
+            "net.0.weight".to_string(),
+            Tensor::from_vec(w0, (cfg.hidden_dim, c), &dev)?,
+        ),
+        ("net.0.bias".to_string(), Tensor::from_vec(b0, cfg.hidden_dim, &dev)?),
+        (
+            "net.2.weight".to_string(),
+            Tensor::from_vec(w1, (out, cfg.hidden_dim), &dev)?,
+        ),
+        ("net.2.bias".to_string(), Tensor::from_vec(b1, out, &dev)?),
+    ]);
+    Ok(tensors)
 }
 
 /// The pass-through decoder's hidden offset: `softplus(x + 30) − 30 = x` to within `e^(x−30)`.

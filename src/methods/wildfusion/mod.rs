@@ -13,9 +13,11 @@
 //!
 //! The 3D-aware autoencoder's image → 2D KL latent → triplane half exists at toy scale
 //! ([`Autoencoder`]: FPN-style conv encoder to a KL posterior, transformer + CNN decoder to a
-//! [`Triplane`]; keys in `autoencoder.rs`), untrained: no trainer and no weights ship yet.
+//! [`Triplane`]; keys in `autoencoder.rs`). [`demo_train`] trains it through the differentiable
+//! renderer on analytic objects (`latent-workbench train wildfusion-demo`); no weights ship yet.
 //!
-//! What is not here: training (the paper's GAN losses or any substitute), the 2D super-resolution
+//! What is not here: the paper's GAN and depth-guidance training (the demo trainer's render MSE
+//! on analytic novel views is a substitute, see `NOTES.md`), the 2D super-resolution
 //! stage and the latent diffusion model. The demo draws **analytic triplanes** of procedural
 //! objects ([`analytic`]) through a fixed, hand-set decoder.
 //!
@@ -32,6 +34,7 @@ pub mod analytic;
 mod autoencoder;
 mod camera;
 mod decoder;
+pub mod demo_train;
 mod diff_render;
 mod render;
 mod triplane;
@@ -42,7 +45,7 @@ use crate::core::weights::WeightsError;
 pub use analytic::AnalyticObject;
 pub use autoencoder::{Autoencoder, AutoencoderConfig, Posterior};
 pub use camera::{P0, VIEW_RANGE, ViewCamera, ViewRange};
-pub use decoder::{DecodedSamples, DecoderConfig, OsgDecoder};
+pub use decoder::{DecodedSamples, DecoderConfig, OsgDecoder, passthrough_tensors};
 pub use diff_render::{DiffRender, DiffRenderOptions, render_image, render_rays};
 pub use render::{RenderOptions, RenderedView, depth_rgba, render_view};
 pub use triplane::{Aggregation, PlaneSampler, Triplane};
