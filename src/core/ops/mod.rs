@@ -26,3 +26,13 @@ pub use conv3d::{
 pub use fourier::{PointEmbed, fourier_embed};
 pub use norm::{GroupNorm, group_norm};
 pub use upsample3d::{upsample_nearest3d, upsample_trilinear3d};
+
+/// The largest absolute elementwise difference of two tensors of one shape (read as `f32`):
+/// what parity tests and checks compare.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> candle_core::Result<f32> {
+    (a - b)?
+        .abs()?
+        .max_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_scalar::<f32>()
+}

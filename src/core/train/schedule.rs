@@ -16,6 +16,17 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
+    /// The demo trainers' schedule: warm-up over the first 1/20 of `total` steps (at least one),
+    /// then a cosine from `peak` down to 5 % of it.
+    pub fn warmup_cosine(peak: f64, total: usize) -> Self {
+        LrSchedule::WarmupCosine {
+            peak,
+            floor: peak * 0.05,
+            warmup: (total / 20).max(1),
+            total,
+        }
+    }
+
     /// The learning rate for zero-based `step`.
     pub fn at(&self, step: usize) -> f64 {
         match *self {

@@ -671,12 +671,7 @@ pub fn train(
         let mut meta = BTreeMap::new();
         meta.insert("architecture".to_string(), "motion2vecsets_demo".to_string());
         meta.insert(STAGE_KEY.to_string(), stage.key().to_string());
-        let schedule = LrSchedule::WarmupCosine {
-            peak: settings.lr,
-            floor: settings.lr * 0.05,
-            warmup: (steps / 20).max(1),
-            total: steps,
-        };
+        let schedule = LrSchedule::warmup_cosine(settings.lr, steps);
         let mut lp = TrainLoop::new(params.clone(), AdamWConfig::default(), schedule, steps, stage_seed)?
             .clip_grad_norm(1.0)
             .metadata(meta);

@@ -370,12 +370,7 @@ pub fn train(
     let device = Device::Cpu;
     let params = SeededParams::new(settings.seed);
     let model = SpriteAe::new(config, params.var_builder(DType::F32, &device))?;
-    let schedule = LrSchedule::WarmupCosine {
-        peak: settings.peak_lr,
-        floor: settings.peak_lr * 0.05,
-        warmup: (settings.steps / 20).max(1),
-        total: settings.steps,
-    };
+    let schedule = LrSchedule::warmup_cosine(settings.peak_lr, settings.steps);
     let adamw = AdamWConfig {
         weight_decay: 1e-4,
         ..AdamWConfig::default()
@@ -435,8 +430,7 @@ mod tests {
     use super::*;
 
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        let d = a.sub(b).unwrap().abs().unwrap().max_all().unwrap();
-        d.to_scalar::<f32>().unwrap()
+        crate::core::ops::max_abs_diff(a, b).unwrap()
     }
 
     #[test]

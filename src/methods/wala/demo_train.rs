@@ -167,12 +167,7 @@ pub fn train(
     let params = SeededParams::new(settings.seed);
     let model = VqVae::load(params.var_builder(DType::F32, &device), &cfg)?;
     let codebook_key = "quantize.embedding.weight".to_string();
-    let schedule = LrSchedule::WarmupCosine {
-        peak: settings.lr,
-        floor: settings.lr * 0.05,
-        warmup: (settings.steps / 20).max(1),
-        total: settings.steps,
-    };
+    let schedule = LrSchedule::warmup_cosine(settings.lr, settings.steps);
     let mut meta = BTreeMap::new();
     meta.insert("architecture".to_string(), "wala_vqvae".to_string());
     let mut lp = TrainLoop::new(

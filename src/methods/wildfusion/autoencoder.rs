@@ -450,14 +450,7 @@ mod tests {
     use candle_nn::VarMap;
 
     fn max_abs_diff(a: Tensor, b: Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+        crate::core::ops::max_abs_diff(&a, &b).unwrap()
     }
 
     fn small() -> AutoencoderConfig {

@@ -371,12 +371,7 @@ pub fn train(
     .map_err(invalid)?;
     let data_seconds = clock.elapsed().as_secs_f64();
 
-    let schedule = LrSchedule::WarmupCosine {
-        peak: settings.peak_lr,
-        floor: settings.peak_lr * 0.05,
-        warmup: (settings.steps / 20).max(1),
-        total: settings.steps,
-    };
+    let schedule = LrSchedule::warmup_cosine(settings.peak_lr, settings.steps);
     let adamw = AdamWConfig {
         weight_decay: 1e-4,
         ..AdamWConfig::default()
@@ -555,6 +550,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::ops::max_abs_diff;
 
     #[test]
     fn view_space_novel_view_equals_the_world_view() {
@@ -614,37 +610,16 @@ mod tests {
         let refs: Vec<&Views> = data.iter().map(|(_, v)| v).collect();
         let a = mean_planes(&trained.model, &refs).unwrap();
         let b = mean_planes(&again, &refs).unwrap();
-        let d = (a.clone() - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(&a, &b).unwrap();
         assert_eq!(d, 0.0);
         // The loaded decoder is the pass-through one it was trained through.
         let opts = settings.render_options();
         let r1 = render_image(&a.get(0).unwrap(), trained.model.osg(), &P0, 8, 8, &opts).unwrap();
         let r2 = render_image(&a.get(0).unwrap(), &analytic::decoder().unwrap(), &P0, 8, 8, &opts).unwrap();
-        let d = (r1.rgb - &r2.rgb)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(&r1.rgb, &r2.rgb).unwrap();
         assert_eq!(d, 0.0);
         let r3 = render_image(&a.get(0).unwrap(), again.osg(), &P0, 8, 8, &opts).unwrap();
-        let d = (r3.rgb - r2.rgb)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(&r3.rgb, &r2.rgb).unwrap();
         assert_eq!(d, 0.0);
 
         let eval = evaluate(&trained.model, &settings, 2, &JobContext::detached()).unwrap();
