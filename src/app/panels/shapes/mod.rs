@@ -1,8 +1,9 @@
 //! The Shapes tab (issue #7): loaded meshes, point clouds and volumes in the 3D viewport; volumes
 //! and signed distance fields as iso-surfaces at a live level (marching cubes in a job, on the
-//! viewport's GPU when there is one: `iso`) or ray-marched; a clip plane; WaLa's wavelet stage (SDF → wavelet tree → SDF) with its cost and an SDF blend in tree
-//! space; WaLa's learned latent (a WaLa-family VQ-VAE: latent grid inspector, interpolation of
-//! two shapes decoded as WaLa decodes); mesh export with provenance.
+//! viewport's GPU when there is one: `iso`) or ray-marched; a clip plane; WaLa's wavelet stage
+//! (SDF → wavelet tree → SDF) with its cost and an SDF blend in tree space; WaLa's learned latent
+//! (a WaLa-family VQ-VAE: latent grid inspector, interpolation of two shapes decoded as WaLa
+//! decodes); mesh export with provenance.
 //!
 //! Volumes ray-march through a window with a colormap, an opacity per voxel and an opacity curve
 //! across the window (`transfer`: drag, add and remove its points).
