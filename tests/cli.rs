@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 #[path = "common/wala.rs"]
 mod wala;
+#[path = "common/wildfusion.rs"]
+mod wildfusion;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_latent-workbench"))
@@ -303,4 +305,60 @@ fn sage_searches_the_demo_generator_and_writes_a_run_folder() {
     assert_eq!(report["candidates"][2]["human"], false);
     let bad = run(&["sage", "--accept", "7", "-o", s(&out)]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("restart 7"));
+}
+
+#[test]
+fn wildfusion_render_with_a_model_encodes_blends_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("wf");
+    std::fs::create_dir(&model).unwrap();
+    wildfusion::random_wildfusion_model(&model, "wf-random", 2);
+    let (analytic, encoded) = (dir.path().join("analytic.png"), dir.path().join("encoded.png"));
+    let common = [
+        "--object",
+        "box",
+        "--object-b",
+        "torus",
+        "--t",
+        "0.5",
+        "--size",
+        "32",
+        "--samples-per-ray",
+        "8",
+    ];
+    let a = json(&[&["wildfusion-render", "--json", "-o", s(&analytic)], &common[..]].concat());
+    let e = json(
+        &[
+            &["wildfusion-render", "--json", "--model", s(&model), "-o", s(&encoded)],
+            &common[..],
+        ]
+        .concat(),
+    );
+    assert_eq!((a["views"].as_u64(), e["views"].as_u64()), (Some(1), Some(1)));
+    let provenance = |png: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(png.with_extension("provenance.json")).unwrap()).unwrap()
+    };
+    assert!(provenance(&analytic)["model"].is_null());
+    let p = provenance(&encoded);
+    assert_eq!(p["model"]["name"], "wf-random");
+    assert!(p["latent"].as_str().unwrap().contains("encoded by wf-random"), "{p}");
+    let (pa, pe) = (
+        image::open(&analytic).unwrap().to_rgb8(),
+        image::open(&encoded).unwrap().to_rgb8(),
+    );
+    assert_eq!(pe.dimensions(), (32, 32));
+    assert_ne!(
+        pa.as_raw(),
+        pe.as_raw(),
+        "a random autoencoder does not give the analytic blend"
+    );
+
+    // A model of another family is refused by name.
+    let wala_dir = dir.path().join("wala");
+    std::fs::create_dir(&wala_dir).unwrap();
+    wala::random_wala_model(&wala_dir, "wala-random", 1);
+    let out = run(&["wildfusion-render", "--model", s(&wala_dir), "-o", s(&encoded)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a wala model, not wildfusion"), "{err}");
 }

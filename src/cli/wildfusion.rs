@@ -1,14 +1,16 @@
 //! `wildfusion-render`: an analytic triplane (or the blend of two) drawn by the WildFusion-family
-//! renderer (a reimplementation from the paper; no official code or weights exist, no trained
-//! autoencoder ships) from a view-space camera: RGB to `-o`, colormapped depth to `--depth`,
-//! `provenance.json` beside them; or `--turntable N -o DIR` for N views across the allowed yaw.
+//! renderer (a reimplementation from the paper; no official code or weights exist) from a
+//! view-space camera: RGB to `-o`, colormapped depth to `--depth`, `provenance.json` beside them;
+//! or `--turntable N -o DIR` for N views across the allowed yaw. With `--model`, the objects are
+//! drawn from the input view and go through a WildFusion-family autoencoder instead (image → Z,
+//! Z blended, decoded to a triplane).
 
 use super::print_json;
 use super::render::parse_colormap;
 use crate::core::colormap::Colormap;
 use crate::core::jobs::JobError;
 use crate::methods::wildfusion::{
-    self, AnalyticObject, P0, RenderOptions, RenderedView, VIEW_RANGE, ViewCamera, analytic,
+    self, AnalyticObject, P0, RenderOptions, RenderedView, VIEW_RANGE, ViewCamera, analytic, encode,
 };
 use anyhow::{Context, bail};
 use serde_json::json;
@@ -41,6 +43,11 @@ pub struct Args {
     pub samples_per_ray: usize,
     #[arg(long, default_value_t = 24)]
     pub importance_samples: usize,
+    /// A WildFusion-family autoencoder (model name or folder, e.g. `wildfusion-demo`): each object
+    /// is drawn from the input view P0, encoded to its 2D latent Z (posterior mean), the two Z
+    /// are blended at `--t` and decoded to the triplane that is rendered.
+    #[arg(long)]
+    pub model: Option<String>,
     /// Triplane resolution of the analytic latents.
     #[arg(long, default_value_t = analytic::RESOLUTION)]
     pub plane_resolution: usize,
@@ -127,7 +134,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         deterministic: true,
         ..RenderOptions::default()
     };
+    let entry = args
+        .model
+        .as_deref()
+        .map(|spec| crate::core::manifest::find_entry(spec, encode::FAMILY).map_err(anyhow::Error::msg))
+        .transpose()?;
     let (t, resolution) = (args.t, args.plane_resolution);
+    let job_entry = entry.clone();
     let job_opts = opts.clone();
     let job_cameras = cameras.clone();
     let views = super::progress::run("wildfusion-render", move |ctx| {
@@ -135,12 +148,31 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             wildfusion::WildFusionError::Cancelled => JobError::Cancelled,
             e => JobError::Failed(e.to_string()),
         };
-        let mut latent = analytic::triplane(a, resolution).map_err(fail)?;
-        if let Some(b) = b {
-            let other = analytic::triplane(b, resolution).map_err(fail)?;
-            latent = wildfusion::interpolate(&latent, &other, t).map_err(fail)?;
-        }
-        let decoder = analytic::decoder().map_err(fail)?;
+        let (latent, decoder) = match &job_entry {
+            Some(entry) => {
+                ctx.set(0.0, format!("encoding with {}", entry.manifest.name));
+                let model = encode::load_model(entry).map_err(fail)?;
+                let size = model.config().image_size;
+                let z = |o| -> Result<candle_core::Tensor, wildfusion::WildFusionError> {
+                    encode::encode_image(&model, &encode::object_image(o, size)?)
+                };
+                let za = z(a).map_err(fail)?;
+                let zb = b.map(z).transpose().map_err(fail)?;
+                let latent = match &zb {
+                    Some(zb) => encode::decode_blend(&model, &za, zb, t),
+                    None => encode::decode_blend(&model, &za, &za, 0.0),
+                };
+                (latent.map_err(fail)?, model.osg().clone())
+            }
+            None => {
+                let mut latent = analytic::triplane(a, resolution).map_err(fail)?;
+                if let Some(b) = b {
+                    let other = analytic::triplane(b, resolution).map_err(fail)?;
+                    latent = wildfusion::interpolate(&latent, &other, t).map_err(fail)?;
+                }
+                (latent, analytic::decoder().map_err(fail)?)
+            }
+        };
         let n = job_cameras.len();
         let mut views = Vec::with_capacity(n);
         for (k, cam) in job_cameras.iter().enumerate() {
@@ -175,7 +207,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "program": "latent-workbench",
         "version": crate::VERSION,
         "method": "WildFusion-family renderer, reimplemented from the paper (arXiv 2311.13570); no official code or weights exist",
-        "latent": "analytic triplane (no trained autoencoder ships)",
+        "latent": match &entry {
+            Some(e) => format!(
+                "the objects drawn from the input view P0, encoded by {} to Z (posterior mean), Z blended, decoded to a triplane",
+                e.manifest.name
+            ),
+            None => "analytic triplanes, blended".to_string(),
+        },
+        "model": entry.as_ref().map(|e| json!({"name": e.manifest.name, "folder": e.dir, "sha256": e.manifest.sha256})),
         "made_by": {
             "operation": if args.turntable.is_some() { "turntable" } else { "render" },
             "object_a": a.name(),

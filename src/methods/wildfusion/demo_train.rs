@@ -35,9 +35,10 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use super::analytic::{self, AnalyticObject};
+use super::encode::{draw, planar};
 use super::{
-    Autoencoder, AutoencoderConfig, DiffRenderOptions, OsgDecoder, P0, RenderOptions, Triplane, VIEW_RANGE, ViewCamera,
-    WildFusionError, passthrough_tensors, render_image, render_view,
+    Autoencoder, AutoencoderConfig, DiffRenderOptions, OsgDecoder, P0, Triplane, VIEW_RANGE, ViewCamera,
+    WildFusionError, passthrough_tensors, render_image,
 };
 use crate::core::diffusion::Rng;
 use crate::core::jobs::JobContext;
@@ -161,21 +162,6 @@ struct Views {
     targets: Vec<Tensor>,
 }
 
-fn ground_truth(
-    triplane: &Triplane,
-    decoder: &OsgDecoder,
-    camera: &ViewCamera,
-    size: usize,
-) -> std::result::Result<Vec<f32>, WildFusionError> {
-    let opts = RenderOptions {
-        width: size,
-        height: size,
-        deterministic: true,
-        ..RenderOptions::default()
-    };
-    Ok(render_view(triplane, decoder, camera, &opts, &mut |_| true)?.rgb)
-}
-
 fn render_scene(
     scene: &Scene,
     image_size: usize,
@@ -184,19 +170,12 @@ fn render_scene(
 ) -> std::result::Result<Views, WildFusionError> {
     let decoder = analytic::decoder()?;
     let tp = scene.triplane()?;
-    let hwc = ground_truth(&tp, &decoder, &scene.input_camera(), image_size)?;
-    let n = image_size * image_size;
-    let mut input = vec![0f32; 3 * n];
-    for (p, px) in hwc.chunks_exact(3).enumerate() {
-        for (c, v) in px.iter().enumerate() {
-            input[c * n + p] = *v;
-        }
-    }
+    let input = planar(&draw(&tp, &decoder, &scene.input_camera(), image_size)?);
     let mut targets = Vec::new();
     if !inputs_only {
         let cams = std::iter::once(scene.input_camera()).chain(scene.novel.iter().map(|v| scene.world_camera(v)));
         for cam in cams {
-            let rgb = ground_truth(&tp, &decoder, &cam, render_size)?;
+            let rgb = draw(&tp, &decoder, &cam, render_size)?;
             targets.push(Tensor::from_vec(rgb, (render_size, render_size, 3), &Device::Cpu)?);
         }
     }

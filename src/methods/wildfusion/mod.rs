@@ -36,6 +36,7 @@ mod camera;
 mod decoder;
 pub mod demo_train;
 mod diff_render;
+pub mod encode;
 mod render;
 mod triplane;
 
