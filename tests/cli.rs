@@ -5,6 +5,8 @@ use latent_workbench::core::Volume;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "common/model_folder.rs"]
+mod model_folder;
 #[path = "common/wala.rs"]
 mod wala;
 #[path = "common/wildfusion.rs"]

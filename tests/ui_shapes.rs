@@ -11,6 +11,8 @@ use latent_workbench::render::Geometry;
 
 #[path = "common/app.rs"]
 mod app;
+#[path = "common/model_folder.rs"]
+mod model_folder;
 #[path = "common/wala.rs"]
 mod wala;
 use app::harness;

@@ -7,11 +7,14 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use latent_workbench::app::panels::wildfusion::{EncoderWork, LatentSource};
 use latent_workbench::app::{Launch, WorkbenchApp};
+use latent_workbench::core::manifest::Entry;
 use latent_workbench::methods::wildfusion::AnalyticObject;
 
 #[path = "common/app.rs"]
 mod app;
 use app::harness;
+#[path = "common/model_folder.rs"]
+mod model_folder;
 #[path = "common/wildfusion.rs"]
 mod wildfusion;
 
@@ -27,22 +30,29 @@ fn settle(h: &mut Harness<'static, WorkbenchApp>) {
     });
 }
 
-#[test]
-fn views_tab_renders_in_the_background_and_follows_the_camera() {
+/// The tab at the test size, a box from P0, with exactly `models` as its WildFusion-family models.
+fn views_tab(models: &[Entry]) -> Harness<'static, WorkbenchApp> {
     let mut h = harness(Launch {
         tab: Some("wildfusion".into()),
         files: vec![],
         ..Launch::default()
     });
-    {
-        let s = &mut h.state_mut().state.wildfusion;
-        s.resolution = SIZE;
-        s.samples_per_ray = 16;
-        s.yaw_deg = 0.0;
-        s.pitch_deg = 0.0;
-        s.object_a = AnalyticObject::Box;
-        s.t = 0.0;
-    }
+    let app = h.state_mut();
+    app.session.models.retain(|m| m.manifest.family != "wildfusion");
+    app.session.models.extend(models.iter().cloned());
+    let s = &mut app.state.wildfusion;
+    s.resolution = SIZE;
+    s.samples_per_ray = 16;
+    s.yaw_deg = 0.0;
+    s.pitch_deg = 0.0;
+    s.object_a = AnalyticObject::Box;
+    s.t = 0.0;
+    h
+}
+
+#[test]
+fn views_tab_renders_in_the_background_and_follows_the_camera() {
+    let mut h = views_tab(&[]);
     settle(&mut h);
     h.get_by_label(BANNER);
     h.get_by_label("Reset view (P0)");
@@ -81,26 +91,8 @@ fn views_tab_renders_in_the_background_and_follows_the_camera() {
 fn an_autoencoder_encodes_both_objects_once_and_the_camera_only_renders() {
     let dir = tempfile::tempdir().unwrap();
     let entry = wildfusion::random_wildfusion_model(dir.path(), "wildfusion-random", 4);
-    let mut h = harness(Launch {
-        tab: Some("wildfusion".into()),
-        files: vec![],
-        ..Launch::default()
-    });
-    h.state_mut()
-        .session
-        .models
-        .retain(|m| m.manifest.family != "wildfusion");
-    h.state_mut().session.models.push(entry);
-    {
-        let s = &mut h.state_mut().state.wildfusion;
-        s.resolution = SIZE;
-        s.samples_per_ray = 16;
-        s.yaw_deg = 0.0;
-        s.pitch_deg = 0.0;
-        s.object_a = AnalyticObject::Box;
-        s.object_b = AnalyticObject::Torus;
-        s.t = 0.0;
-    }
+    let mut h = views_tab(&[entry]);
+    h.state_mut().state.wildfusion.object_b = AnalyticObject::Torus;
     settle(&mut h);
     let analytic = h.state().session.wildfusion.rendered_view().unwrap().clone();
     assert!(h.state().session.wildfusion.encoder_inputs().is_empty());
@@ -144,21 +136,8 @@ fn an_autoencoder_encodes_both_objects_once_and_the_camera_only_renders() {
 
 #[test]
 fn the_encoded_source_without_a_model_says_how_to_make_one_and_draws_analytic_latents() {
-    let mut h = harness(Launch {
-        tab: Some("wildfusion".into()),
-        files: vec![],
-        ..Launch::default()
-    });
-    h.state_mut()
-        .session
-        .models
-        .retain(|m| m.manifest.family != "wildfusion");
-    {
-        let s = &mut h.state_mut().state.wildfusion;
-        s.resolution = SIZE;
-        s.samples_per_ray = 16;
-        s.source = LatentSource::Encoded;
-    }
+    let mut h = views_tab(&[]);
+    h.state_mut().state.wildfusion.source = LatentSource::Encoded;
     settle(&mut h);
     h.get_by_label_contains("train wildfusion-demo");
     let rt = &h.state().session.wildfusion;

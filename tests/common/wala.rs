@@ -2,11 +2,14 @@
 //! checkpoint layout (`autoencoder.` keys) with its model.toml: what the Shapes tab and
 //! `wala-latent` load, without depending on what `models/` holds.
 
-use latent_workbench::core::manifest::{Entry, Manifest, Origin};
+use latent_workbench::core::manifest::Entry;
 use latent_workbench::core::train::SeededParams;
 use latent_workbench::methods::wala::demo_train::{DEMO_GRID, demo_config};
 use latent_workbench::methods::wala::vqvae::{CHECKPOINT_PREFIX, VqVae};
 use std::path::Path;
+
+// The including test crate declares `model_folder` (common/model_folder.rs) beside this module.
+use super::model_folder;
 
 pub fn random_wala_model(dir: &Path, name: &str, seed: u64) -> Entry {
     let cfg = demo_config();
@@ -21,27 +24,9 @@ pub fn random_wala_model(dir: &Path, name: &str, seed: u64) -> Entry {
         .into_iter()
         .map(|(k, t)| (format!("{CHECKPOINT_PREFIX}{k}"), t))
         .collect();
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
     let mut preprocessing = toml::Table::new();
     preprocessing.insert("grid".into(), (DEMO_GRID as i64).into());
     preprocessing.insert("truncation".into(), 0.1.into());
-    let manifest = Manifest {
-        name: name.into(),
-        family: "wala".into(),
-        description: String::new(),
-        weights: "model.safetensors".into(),
-        sha256: String::new(),
-        licence: String::new(),
-        citation: String::new(),
-        demo: true,
-        config: toml::Table::try_from(&cfg).unwrap(),
-        preprocessing,
-        latent: toml::Table::new(),
-    };
-    std::fs::write(dir.join("model.toml"), toml::to_string_pretty(&manifest).unwrap()).unwrap();
-    Entry {
-        manifest,
-        dir: dir.to_path_buf(),
-        origin: Origin::User,
-    }
+    let config = toml::Table::try_from(&cfg).unwrap();
+    model_folder::write(dir, name, "wala", config, preprocessing, &tensors)
 }
