@@ -400,3 +400,25 @@ fn truncation_clips_both_sides() {
     assert_eq!(&v[..4], &[-0.1, -0.1, 0.05, 0.1]);
     assert!(v[4].is_nan());
 }
+
+#[test]
+fn level_channels_name_the_channels_each_level_unpacks_from() {
+    let layout = TreeLayout::new(Wavelet::bior6_8(), [64; 3], 3, 2).unwrap();
+    let groups = layout.level_channels();
+    assert_eq!(groups.iter().map(|g| g.len()).collect::<Vec<_>>(), [1, 7, 56]);
+    let [c, a, b, d] = layout.tree_shape();
+    let cell = a * b * d;
+    for (k, group) in groups.iter().enumerate() {
+        let mut data = vec![0f32; c * cell];
+        for ch in group.clone() {
+            data[ch * cell..(ch + 1) * cell].fill(1.0);
+        }
+        let coeffs = unpack(&WaveletTree::new([c, a, b, d], data).unwrap(), &layout).unwrap();
+        let any = |x: &Array3| x.data().iter().any(|&v| v != 0.0);
+        assert_eq!(any(&coeffs.approx), k == 0, "group {k}: low-pass");
+        for (e, level) in coeffs.details.iter().enumerate() {
+            let set = level.bands.as_ref().is_some_and(|bands| bands.iter().any(any));
+            assert_eq!(set, k == e + 1, "group {k}: detail level {e} (coarsest first)");
+        }
+    }
+}

@@ -45,7 +45,7 @@ pub fn wala_shapes_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobE
         "Demo WaLa-family autoencoder (WaLa's VQ-VAE architecture at hidden width {}, {} codes of {}, latent {}³ × {}, \
          no transformer blocks) trained by `latent-workbench train {}` for {} steps with seed {} on the wavelet trees of \
          {} procedural solids (demo-data shapes) at {DEMO_GRID}³; on {} held-out solids the decoded shapes keep IoU \
-         {:.3} (the analytic tree alone: {:.3}), {} codes used. Procedural shapes only: not WaLa's trained model.",
+         {:.3} ({:.3} decoded unquantised; the analytic tree alone: {:.3}), {} codes used. Procedural shapes only: not WaLa's trained model.",
         cfg.hidden_channel,
         cfg.n_e,
         cfg.e_dim,
@@ -57,6 +57,7 @@ pub fn wala_shapes_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobE
         settings.train_shapes,
         eval.shapes,
         eval.iou,
+        eval.unquantised_iou,
         eval.tree_iou,
         eval.codes_used,
     );

@@ -5,9 +5,12 @@
 //! The data path is WaLa's: SDF on a 64³ grid over `[-1, 1)³`, truncated to ±0.1, bior6.8 3-level
 //! DWT with the finest level dropped, packed to a 64 × 22³ tree (22 = 4·6 − 2, so a 6³ latent
 //! grid). Upstream's training code is unpublished; this is the standard VQ-VAE objective, with
-//! WaLa's surface emphasis in a simple form (cells whose low-pass coefficient is below the
-//! empty-space value weigh [`SURFACE_WEIGHT`] more in the squared error), the codebook term
-//! `‖sg(h) − e‖²` + 0.25 · commitment `‖h − sg(e)‖²` and straight-through gradients.
+//! WaLa's two emphases in a simple form: the squared error is averaged per wavelet level (low-pass,
+//! coarsest details, finer details) and the levels' means averaged, the per-level re-balancing
+//! of WaLa's code (a plain mean over the 64 channels gives the one low-pass channel, which fixes
+//! most of the surface, 1/64 of the loss); and cells whose low-pass coefficient is below the
+//! empty-space value weigh [`SURFACE_WEIGHT`] more. Then the codebook term `‖sg(h) − e‖²` +
+//! 0.25 · commitment `‖h − sg(e)‖²` and straight-through gradients.
 //!
 //! The first [`DemoSettings::ae_warmup`] steps train a plain autoencoder (the decoder sees the
 //! encoder's output); then the codebook is set to encoder outputs and quantisation starts, and
@@ -138,6 +141,8 @@ pub struct Evaluation {
     pub shapes: usize,
     /// Mean IoU of the solids, decoded tree against the truncated input SDF.
     pub iou: f64,
+    /// The same with the encoder's output decoded unquantised (what quantisation costs).
+    pub unquantised_iou: f64,
     /// The same for the analytic tree alone (no autoencoder): the ceiling.
     pub tree_iou: f64,
     /// Mean squared error of the decoded tree's coefficients.
@@ -186,6 +191,7 @@ pub fn train(
         let ck = crate::core::train::Checkpoint::read(path)?;
         lp.resume(&ck, path)?;
     }
+    let levels = level_weights(&layout, &device)?;
     let n = trees.len();
     let mut last_used = vec![0usize; cfg.n_e];
     let report = lp.run(ctx, |step, rng| {
@@ -193,11 +199,12 @@ pub fn train(
             .map(|_| (rng.next_u64() % n as u64) as usize)
             .collect();
         let x = Tensor::cat(&picks.iter().map(|&i| trees[i].clone()).collect::<Vec<_>>(), 0)?;
+        let weights = surface_weights(&x)?.broadcast_mul(&levels)?;
         let h = model.encoder.forward(&x)?;
         if step < settings.ae_warmup {
             let sq = (model.decoder.forward(&h)? - &x)?.sqr()?;
             let mse = sq.mean_all()?;
-            let loss = sq.broadcast_mul(&surface_weights(&x)?)?.mean_all()?;
+            let loss = sq.broadcast_mul(&weights)?.mean_all()?;
             return Ok(StepOutput {
                 extra: vec![("mse", mse.to_scalar::<f32>()?)],
                 loss,
@@ -216,7 +223,7 @@ pub fn train(
         let recon = model.decoder.forward(&latent)?;
         let sq = (recon - &x)?.sqr()?;
         let mse = sq.mean_all()?;
-        let weighted = sq.broadcast_mul(&surface_weights(&x)?)?.mean_all()?;
+        let weighted = sq.broadcast_mul(&weights)?.mean_all()?;
         let codebook = (&nearest.codes - z.detach())?.sqr()?.mean_all()?;
         let commit = (&z - nearest.codes.detach())?.sqr()?.mean_all()?;
         let loss = ((&weighted + &codebook)? + (commit * BETA)?)?;
@@ -240,6 +247,20 @@ pub fn train(
         })
     })?;
     Ok(Trained { params, model, report })
+}
+
+/// `(1, C, 1, 1, 1)`: `C / (L · |level|)` for each channel, so that the weighted mean over the
+/// channels is the mean of the `L` levels' own means.
+pub fn level_weights(layout: &TreeLayout, device: &Device) -> candle_core::Result<Tensor> {
+    let groups = layout.level_channels();
+    let c = layout.channels();
+    let mut w = vec![0f32; c];
+    for g in &groups {
+        for ch in g.clone() {
+            w[ch] = c as f32 / (groups.len() * g.len()) as f32;
+        }
+    }
+    Tensor::from_vec(w, (1, c, 1, 1, 1), device)
 }
 
 /// `(B, 1, a, b, c)`: 1, or 1 + [`SURFACE_WEIGHT`] where the low-pass channel is below 90 % of its
@@ -318,7 +339,7 @@ fn set_codes(params: &SeededParams, key: &str, z: &Tensor, which: &[usize], rng:
 pub fn evaluate(model: &VqVae, shapes: usize, ctx: &JobContext) -> Result<Evaluation> {
     let device = Device::Cpu;
     let layout = layout(DEMO_GRID)?;
-    let (mut iou, mut tree_iou, mut mse) = (0.0, 0.0, 0.0);
+    let (mut iou, mut unquantised_iou, mut tree_iou, mut mse) = (0.0, 0.0, 0.0, 0.0);
     let mut codes = std::collections::BTreeSet::new();
     for i in 0..shapes {
         ctx.check().map_err(|_| TrainError::Cancelled)?;
@@ -333,8 +354,12 @@ pub fn evaluate(model: &VqVae, shapes: usize, ctx: &JobContext) -> Result<Evalua
         codes.extend(q.indices.to_vec1::<u32>()?);
         let y = model.decoder.forward(&q.latent)?;
         mse += (&y - &x)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
-        let decoded = decode_tree(&tensor_tree(&y)?, &layout).map_err(|e| TrainError::Invalid(e.to_string()))?;
-        iou += solid_iou(shape.sdf.data(), decoded.data());
+        let solid = |y: &Tensor| -> Result<f64> {
+            let decoded = decode_tree(&tensor_tree(y)?, &layout).map_err(|e| TrainError::Invalid(e.to_string()))?;
+            Ok(solid_iou(shape.sdf.data(), decoded.data()))
+        };
+        iou += solid(&y)?;
+        unquantised_iou += solid(&model.decoder.forward(&h)?)?;
         let analytic = decode_tree(&shape.tree, &layout).map_err(|e| TrainError::Invalid(e.to_string()))?;
         tree_iou += solid_iou(shape.sdf.data(), analytic.data());
     }
@@ -342,6 +367,7 @@ pub fn evaluate(model: &VqVae, shapes: usize, ctx: &JobContext) -> Result<Evalua
     Ok(Evaluation {
         shapes,
         iou: iou / k,
+        unquantised_iou: unquantised_iou / k,
         tree_iou: tree_iou / k,
         tree_mse: mse / k,
         codes_used: codes.len(),
@@ -363,6 +389,19 @@ mod tests {
         let shape = shape_tree(3, DEMO_GRID, &layout).unwrap();
         let t = tree_tensor(&shape.tree, &Device::Cpu).unwrap();
         assert_eq!(tensor_tree(&t).unwrap().data(), shape.tree.data());
+    }
+
+    #[test]
+    fn level_weights_average_the_levels_means() {
+        let layout = layout(DEMO_GRID).unwrap();
+        let w = level_weights(&layout, &Device::Cpu).unwrap().flatten_all().unwrap();
+        let w = w.to_vec1::<f32>().unwrap();
+        // An error of 1 in one level only: that level's mean is 1, the others 0, so 1/3 overall.
+        for g in layout.level_channels() {
+            let only: f32 = g.clone().map(|ch| w[ch]).sum::<f32>() / w.len() as f32;
+            assert!((only - 1.0 / 3.0).abs() < 1e-6, "{g:?}: {only}");
+        }
+        assert!((w[0] - 64.0 / 3.0).abs() < 1e-5, "the low-pass channel: {}", w[0]);
     }
 
     #[test]

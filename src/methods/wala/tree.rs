@@ -123,6 +123,16 @@ impl TreeLayout {
         [self.channels(), c[0], c[1], c[2]]
     }
 
+    /// The channels of each level in the packed tree: the low-pass channel first, then each kept
+    /// detail level from the coarsest (7 channels) to the finest kept (7·8^e).
+    pub fn level_channels(&self) -> Vec<std::ops::Range<usize>> {
+        let details = (0..self.kept).map(|e| {
+            let start = self.block_start(e);
+            start..start + (7 << (3 * e))
+        });
+        std::iter::once(0..1).chain(details).collect()
+    }
+
     /// Shape of detail level `e` (0 = coarsest).
     fn detail_shape(&self, e: usize) -> [usize; 3] {
         self.level_shapes[self.levels() - 1 - e]
