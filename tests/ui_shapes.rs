@@ -40,12 +40,15 @@ fn triangles(h: &Harness<'static, WorkbenchApp>) -> Vec<(String, usize)> {
 fn demo_shapes_round_trip_through_the_wavelet_tree_and_blend() {
     let mut h = harness(Launch {
         tab: Some("shapes".into()),
-        run_demo: true,
         files: vec![],
         ..Launch::default()
     });
-    // Without a WaLa-family model the demo shows the wavelet stage's results.
+    // Without a WaLa-family model (one ships) the demo shows the wavelet stage's results. The
+    // demo is started as `gui --run-demo` starts it, after the models are removed: with
+    // `run_demo` it would start in the first frame, before the test could remove them.
     h.state_mut().session.models.retain(|m| m.manifest.family != "wala");
+    h.state_mut().push(Command::AddDemoShapes);
+    h.state_mut().session.shapes.demo_pending = true;
     settle(&mut h);
     let objects = triangles(&h);
     let names: Vec<&str> = objects.iter().map(|(n, _)| n.as_str()).collect();
