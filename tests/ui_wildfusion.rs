@@ -18,7 +18,7 @@ mod model_folder;
 #[path = "common/wildfusion.rs"]
 mod wildfusion;
 
-const BANNER: &str = "WildFusion reimplementation from the paper (no official code or weights exist). Latents: analytic triplanes, or images encoded by a WildFusion-family autoencoder (the shipped one is a toy trained on analytic objects).";
+const BANNER: &str = "WildFusion reimplementation from the paper (no official code or weights exist). Latents: analytic triplanes, or images encoded by a WildFusion-family autoencoder (none ships: the toy that `train wildfusion-demo` makes learns only the mean object).";
 const SIZE: usize = 64;
 
 /// Steps until a render of the full test size has landed and nothing runs or waits.

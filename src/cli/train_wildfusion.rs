@@ -40,9 +40,10 @@ pub fn wildfusion_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobEr
     let cfg = &settings.config;
     let ls = cfg.latent_size();
     let report = &trained.report;
+    // No arrows in the text: the app shows it and its font has no glyph for them.
     let description = format!(
-        "Toy WildFusion-family 3D-aware autoencoder ({0}×{0} RGB image → FPN encoder → {1}×{2}×{2} KL latent → \
-         {3}-block transformer + CNN → triplane 3×{4}×{5}×{5}), trained by `latent-workbench train {6}` with seed {7} \
+        "Toy WildFusion-family 3D-aware autoencoder ({0}×{0} RGB image, FPN encoder, {1}×{2}×{2} KL latent, \
+         {3}-block transformer + CNN, triplane 3×{4}×{5}×{5}), trained by `latent-workbench train {6}` with seed {7} \
          for {8} steps (batches of {9}) on {10} scenes of analytic objects only (sphere, box, cylinder, torus; scale \
          {11}–{12}, colour tint ±{13}), NOT on real images: the loss is the MSE of the differentiable volume render \
          ({14}×{14}, {15} samples per ray) of the predicted triplane against the input view (P0 in view space) and one \

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 
 /// Shown at the top of the tab (tests look for it).
-pub const BANNER: &str = "WildFusion reimplementation from the paper (no official code or weights exist). Latents: analytic triplanes, or images encoded by a WildFusion-family autoencoder (the shipped one is a toy trained on analytic objects).";
+pub const BANNER: &str = "WildFusion reimplementation from the paper (no official code or weights exist). Latents: analytic triplanes, or images encoded by a WildFusion-family autoencoder (none ships: the toy that `train wildfusion-demo` makes learns only the mean object).";
 
 const SIDE_WIDTH: f32 = 270.0;
 /// Degrees of yaw or pitch per dragged point.
@@ -388,9 +388,9 @@ impl WildFusionRuntime {
         }
     }
 
-    /// The encoding work done so far.
+    /// The encoding work done so far (zero while a job holds the cache: this never waits).
     pub fn encoder_work(&self) -> EncoderWork {
-        self.cache.lock().map(|c| c.work).unwrap_or_default()
+        self.cache.try_lock().map(|c| c.work).unwrap_or_default()
     }
 
     /// The encoder's input views of the last finished render (empty for analytic latents).
@@ -483,8 +483,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, session: &mut Session) {
         });
     central(ui, settings, rt);
 
-    let encoder = chosen_model(settings, &session.models);
-    let request = settings.request(rt.dragging, encoder);
+    let request = settings.request(rt.dragging, chosen_model(settings, &models));
     rt.want(request, waker);
     if rt.busy() {
         ui.ctx().request_repaint_after(std::time::Duration::from_millis(50));
@@ -506,9 +505,8 @@ fn wildfusion_models(models: &[Entry]) -> Vec<&Entry> {
     models.iter().filter(|m| m.manifest.family == encode::FAMILY).collect()
 }
 
-/// The model the settings name, or the first one when they name none that exists.
-fn chosen_model<'a>(settings: &WildFusionSettings, models: &'a [Entry]) -> Option<&'a Entry> {
-    let family = wildfusion_models(models);
+/// The model the settings name among `family`, or the first when they name none that exists.
+fn chosen_model<'a>(settings: &WildFusionSettings, family: &[&'a Entry]) -> Option<&'a Entry> {
     settings
         .model
         .as_ref()
@@ -530,29 +528,30 @@ fn source_section(ui: &mut egui::Ui, settings: &mut WildFusionSettings, models: 
     if models.is_empty() {
         ui.weak(
             "No WildFusion-family model found (showing analytic latents): `latent-workbench train wildfusion-demo` \
-             makes the demo one.",
+             makes a toy one.",
         );
         return;
     }
-    let current = settings
-        .model
-        .clone()
-        .filter(|n| models.iter().any(|m| &m.manifest.name == n))
-        .unwrap_or_else(|| models[0].manifest.name.clone());
+    let Some(chosen) = chosen_model(settings, models) else {
+        return;
+    };
+    let current = chosen.manifest.name.clone();
     egui::ComboBox::new("wildfusion-model", "model")
         .selected_text(&current)
         .show_ui(ui, |ui| {
             for m in models {
                 let name = &m.manifest.name;
-                if ui.selectable_label(*name == current, name).clicked() {
+                if ui
+                    .selectable_label(*name == current, name)
+                    .on_hover_text(&m.manifest.description)
+                    .clicked()
+                {
                     settings.model = Some(name.clone());
                 }
             }
-        });
-    if let Some(m) = models.iter().find(|m| m.manifest.name == current) {
-        ui.weak(&m.manifest.description)
-            .on_hover_text(m.dir.display().to_string());
-    }
+        })
+        .response
+        .on_hover_text(format!("{}\n\n{}", chosen.manifest.description, chosen.dir.display()));
 }
 
 fn side_panel(ui: &mut egui::Ui, settings: &mut WildFusionSettings, rt: &WildFusionRuntime, models: &[&Entry]) {
