@@ -139,7 +139,7 @@ fn the_encoded_source_without_a_model_says_how_to_make_one_and_draws_analytic_la
     let mut h = views_tab(&[]);
     h.state_mut().state.wildfusion.source = LatentSource::Encoded;
     settle(&mut h);
-    h.get_by_label_contains("train wildfusion-demo");
+    h.get_by_label_contains("No WildFusion-family model found");
     let rt = &h.state().session.wildfusion;
     assert!(rt.rendered_request().unwrap().encoder.is_none());
     assert!(rt.encoder_inputs().is_empty());
