@@ -45,6 +45,27 @@ pub struct Request {
     pub resume: bool,
 }
 
+impl Request {
+    /// Checkpoints to `checkpoint` every `every` steps, each written atomically.
+    pub fn checkpoint_policy(&self, every: usize) -> CheckpointPolicy {
+        CheckpointPolicy {
+            path: self.checkpoint.clone(),
+            every,
+            write: write_atomic,
+        }
+    }
+
+    /// The checkpoint to continue from, when `--resume` asked for it.
+    pub fn resume_from(&self) -> Option<&Path> {
+        self.resume.then_some(self.checkpoint.as_path())
+    }
+}
+
+/// A trainer's error as the job's failure.
+pub(super) fn failed(e: impl std::fmt::Display) -> JobError {
+    JobError::Failed(e.to_string())
+}
+
 /// What a trainer hands back: the manifest (sha256 is filled in here), the weights file's
 /// bytes, and numbers for the report.
 pub struct Outcome {
@@ -145,7 +166,7 @@ pub fn find(name: &str) -> anyhow::Result<&'static Trainer> {
     })
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     crate::io::atomic::write_bytes(path, bytes).map_err(std::io::Error::other)
 }
 
@@ -200,13 +221,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 /// The relative-representation sprite models.
 fn relreps_sprites(req: &Request, ctx: &JobContext, config: SpriteAeConfig) -> Result<Outcome, JobError> {
     let settings = TrainSettings::new(req.steps, req.seed);
-    let policy = CheckpointPolicy {
-        path: req.checkpoint.clone(),
-        every: CHECKPOINT_EVERY,
-        write: write_atomic,
-    };
-    let resume = req.resume.then_some(req.checkpoint.as_path());
-    let trained = sprite_ae::train(config, settings, ctx, Some(policy), resume)?;
+    let policy = req.checkpoint_policy(CHECKPOINT_EVERY);
+    let trained = sprite_ae::train(config, settings, ctx, Some(policy), req.resume_from())?;
     ctx.set(1.0, "evaluating on held-out sprites");
     let eval = sprite_ae::evaluate(&trained.model, HELDOUT_SPRITES, &candle_core::Device::Cpu)
         .map_err(|e| JobError::Failed(e.to_string()))?;

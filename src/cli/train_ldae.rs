@@ -6,7 +6,7 @@
 //! stages are reloaded from `stage-*.safetensors`, the interrupted one continues from
 //! `checkpoint.safetensors` (both next to the model, removed once it is written).
 
-use super::train::{Outcome, Request};
+use super::train::{Outcome, Request, failed, write_atomic};
 use crate::core::jobs::{JobContext, JobError};
 use crate::core::train::encode_tensors;
 use crate::io::demo_assets;
@@ -29,14 +29,6 @@ const CHECKPOINT_EVERY: usize = 100;
 const COHORT_SEED: u64 = 0;
 const TRAIN_SUBJECTS: std::ops::Range<usize> = 0..32;
 const HELDOUT_SUBJECTS: std::ops::Range<usize> = 32..44;
-
-fn failed(e: impl std::fmt::Display) -> JobError {
-    JobError::Failed(e.to_string())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    crate::io::atomic::write_bytes(path, bytes).map_err(std::io::Error::other)
-}
 
 /// The default stage steps rescaled to `total` (each stage at least one step).
 fn stage_steps(total: usize) -> StageSteps {

@@ -2,10 +2,10 @@
 //! shapes (methods::motion2vecsets::demo_train), written as one bundle (`shape_ae.*`,
 //! `deform_ae.*`, `shape_denoiser.*`, `deform_denoiser.*`) that `M2vsBundle::load` reads.
 
-use super::train::{Outcome, Request};
+use super::train::{Outcome, Request, failed};
 use crate::core::jobs::{JobContext, JobError};
 use crate::core::manifest::Manifest;
-use crate::core::train::{CheckpointPolicy, encode_tensors};
+use crate::core::train::encode_tensors;
 use crate::methods::motion2vecsets::FAMILY;
 use crate::methods::motion2vecsets::demo_train::{
     self, DEMO_FRAMES, DEMO_POINTS, DemoSettings, HELDOUT_SEED_BASE, SPARSE_NOISE,
@@ -21,21 +21,13 @@ const GPU_BATCH_SCALE: usize = 4;
 /// Heun steps of the held-out check of the denoisers.
 const EVAL_SAMPLER_STEPS: usize = 18;
 
-fn failed(e: impl std::fmt::Display) -> JobError {
-    JobError::Failed(e.to_string())
-}
-
 pub fn m2vs_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
     let chosen = crate::core::device::device();
     // On a GPU the batches are 4× larger (see `with_batches_scaled`); the manifest records both.
     let gpu = !chosen.device.is_cpu();
     let settings = DemoSettings::demo(req.steps, req.seed).with_batches_scaled(if gpu { GPU_BATCH_SCALE } else { 1 });
-    let policy = CheckpointPolicy {
-        path: req.checkpoint.clone(),
-        every: CHECKPOINT_EVERY,
-        write: |p, b| crate::io::atomic::write_bytes(p, b).map_err(std::io::Error::other),
-    };
-    let resume = req.resume.then_some(req.checkpoint.as_path());
+    let policy = req.checkpoint_policy(CHECKPOINT_EVERY);
+    let resume = req.resume_from();
     let trained = demo_train::train(&settings, ctx, Some(policy), resume)?;
     let clock = std::time::Instant::now();
     let eval = demo_train::evaluate(&trained.bundle, &settings, settings.heldout, EVAL_SAMPLER_STEPS, ctx)?;

@@ -2,10 +2,10 @@
 //! diffusion prior over sprite factor codes, drawn by a differentiable renderer), see
 //! `methods::sage::demo_train`.
 
-use super::train::{Outcome, Request};
+use super::train::{Outcome, Request, failed};
 use crate::core::jobs::{JobContext, JobError};
 use crate::core::manifest::Manifest;
-use crate::core::train::{CheckpointPolicy, encode_tensors};
+use crate::core::train::encode_tensors;
 use crate::methods::relreps::sprite_ae;
 use crate::methods::sage::demo_train::{self, PRIOR_DATASET};
 use crate::methods::sage::generator::{DEFAULT_SAMPLE_STEPS, PRIOR_DIFFUSION_STEPS, SpriteGenerator};
@@ -21,18 +21,6 @@ const CHECKPOINT_EVERY: usize = 500;
 /// Draws per class for the generator's base rate.
 const QUALITY_DRAWS: usize = 200;
 
-fn failed(e: impl std::fmt::Display) -> JobError {
-    JobError::Failed(e.to_string())
-}
-
-fn policy(req: &Request) -> CheckpointPolicy {
-    CheckpointPolicy {
-        path: req.checkpoint.clone(),
-        every: CHECKPOINT_EVERY,
-        write: |p, b| crate::io::atomic::write_bytes(p, b).map_err(std::io::Error::other),
-    }
-}
-
 fn class_list() -> toml::Value {
     toml::Value::Array(sprite_ae::class_names().into_iter().map(toml::Value::from).collect())
 }
@@ -42,8 +30,14 @@ const CITATION: &str = "Liu, Kortylewski, Bai, Bai, Yuille. Discovering Failure 
 const LICENCE: &str = "MIT OR Apache-2.0 (trained by this project on its own synthetic data)";
 
 pub fn sage_sprites_generator(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
-    let resume = req.resume.then_some(req.checkpoint.as_path());
-    let trained = demo_train::train_prior(req.steps, req.seed, ctx, Some(policy(req)), resume)?;
+    let resume = req.resume_from();
+    let trained = demo_train::train_prior(
+        req.steps,
+        req.seed,
+        ctx,
+        Some(req.checkpoint_policy(CHECKPOINT_EVERY)),
+        resume,
+    )?;
 
     let mut tensors = trained.params.tensors();
     tensors.push(("latent_mean".into(), trained.latent_mean.clone()));

@@ -2,10 +2,10 @@
 //! (methods::wala::demo_train), written with the official checkpoint's `autoencoder.` key prefix so
 //! that it loads through the same path as a WaLa `checkpoint.ckpt`.
 
-use super::train::{Outcome, Request};
+use super::train::{Outcome, Request, failed};
 use crate::core::jobs::{JobContext, JobError};
 use crate::core::manifest::Manifest;
-use crate::core::train::{CheckpointPolicy, encode_tensors};
+use crate::core::train::encode_tensors;
 use crate::methods::wala::demo_train::{self, DEMO_GRID, DemoSettings, HELDOUT_SEED_BASE};
 use crate::methods::wala::tree::WALA_TRUNCATION;
 use crate::methods::wala::vqvae::CHECKPOINT_PREFIX;
@@ -16,18 +16,10 @@ use std::path::PathBuf;
 pub const DEFAULT_STEPS: usize = 1000;
 const CHECKPOINT_EVERY: usize = 100;
 
-fn failed(e: impl std::fmt::Display) -> JobError {
-    JobError::Failed(e.to_string())
-}
-
 pub fn wala_shapes_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
     let settings = DemoSettings::demo(req.steps, req.seed);
-    let policy = CheckpointPolicy {
-        path: req.checkpoint.clone(),
-        every: CHECKPOINT_EVERY,
-        write: |p, b| crate::io::atomic::write_bytes(p, b).map_err(std::io::Error::other),
-    };
-    let resume = req.resume.then_some(req.checkpoint.as_path());
+    let policy = req.checkpoint_policy(CHECKPOINT_EVERY);
+    let resume = req.resume_from();
     let trained = demo_train::train(&settings, ctx, Some(policy), resume)?;
     let eval = demo_train::evaluate(&trained.model, settings.heldout_shapes, ctx)?;
     let tensors: Vec<_> = trained

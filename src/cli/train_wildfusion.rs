@@ -2,10 +2,10 @@
 //! trained through the differentiable renderer on analytic objects
 //! (methods::wildfusion::demo_train), written under the keys `Autoencoder::load_file` reads.
 
-use super::train::{Outcome, Request};
+use super::train::{Outcome, Request, failed};
 use crate::core::jobs::{JobContext, JobError};
 use crate::core::manifest::Manifest;
-use crate::core::train::{CheckpointPolicy, encode_tensors};
+use crate::core::train::encode_tensors;
 use crate::methods::wildfusion::demo_train::{
     self, ANALYTIC_RESOLUTION, DemoSettings, HELDOUT_SEED_BASE, NOVEL_VIEWS, SCALE_RANGE, TINT,
 };
@@ -17,18 +17,10 @@ use std::path::PathBuf;
 pub const DEFAULT_STEPS: usize = 3000;
 const CHECKPOINT_EVERY: usize = 100;
 
-fn failed(e: impl std::fmt::Display) -> JobError {
-    JobError::Failed(e.to_string())
-}
-
 pub fn wildfusion_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
     let settings = DemoSettings::demo(req.steps, req.seed);
-    let policy = CheckpointPolicy {
-        path: req.checkpoint.clone(),
-        every: CHECKPOINT_EVERY,
-        write: |p, b| crate::io::atomic::write_bytes(p, b).map_err(std::io::Error::other),
-    };
-    let resume = req.resume.then_some(req.checkpoint.as_path());
+    let policy = req.checkpoint_policy(CHECKPOINT_EVERY);
+    let resume = req.resume_from();
     let trained = demo_train::train(&settings, ctx, Some(policy), resume)?;
     let clock = std::time::Instant::now();
     let eval = demo_train::evaluate(&trained.model, &settings, settings.heldout, ctx).map_err(failed)?;
