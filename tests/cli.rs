@@ -364,3 +364,97 @@ fn wildfusion_render_with_a_model_encodes_blends_and_records_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a wala model, not wildfusion"), "{err}");
 }
+
+#[test]
+fn wala_generate_samples_a_shape_from_points_and_records_it() {
+    use latent_workbench::core::latent::LatentTensor;
+    let dir = tempfile::tempdir().unwrap();
+    let ae = dir.path().join("wala-ae");
+    std::fs::create_dir(&ae).unwrap();
+    wala::random_wala_model(&ae, "wala-ae", 3);
+    let model = wala::random_wala_diffusion(
+        &dir.path().join("WaLa-PC-tiny"),
+        5,
+        serde_json::json!({}),
+        Default::default(),
+    );
+    // A cloud far from WaLa's frame: fitted into it, and the mesh mapped back.
+    let pts: Vec<f32> = (0..300)
+        .flat_map(|i| {
+            let a = i as f32 * 0.37;
+            [10.0 + 3.0 * a.cos(), 20.0 + 3.0 * a.sin(), 30.0 + (i % 7) as f32 * 0.4]
+        })
+        .collect();
+    let cloud = dir.path().join("cloud.npy");
+    latent_workbench::io::array::write_npy(&cloud, &LatentTensor::new("points", vec![300, 3], pts).unwrap()).unwrap();
+    let generate = |seed: &str, out: &Path, z: &Path| {
+        json(&[
+            "wala-generate",
+            "--model",
+            s(&model),
+            "--autoencoder",
+            s(&ae),
+            "--points",
+            s(&cloud),
+            "--steps",
+            "3",
+            "--seed",
+            seed,
+            "-o",
+            s(out),
+            "--latent",
+            s(z),
+            "--json",
+        ])
+    };
+    let (out, z) = (dir.path().join("shape.ply"), dir.path().join("z.safetensors"));
+    let v = generate("4", &out, &z);
+    assert_eq!(v["model"], "WaLa-PC-tiny");
+    assert_eq!(v["autoencoder"]["name"], "wala-ae");
+    assert_eq!(v["latent_shape"], serde_json::json!([4, 6, 6, 6]));
+    assert_eq!(v["condition"]["points"], 300);
+    assert_eq!((v["steps"].as_u64(), v["seed"].as_u64()), (Some(3), Some(4)));
+    assert_eq!(v["guidance_used"], true);
+    // The model's [-1, 1]³ frame maps back onto the cloud's box (centre (10, 20, 31.2), largest
+    // half-extent 3 ↔ 0.9).
+    let Ok(latent_workbench::core::Asset::Mesh(mesh)) = latent_workbench::io::load(&out) else {
+        panic!("{} is not a mesh", out.display());
+    };
+    assert_eq!(mesh.triangles.len() as u64, v["triangles"].as_u64().unwrap());
+    assert!(!mesh.triangles.is_empty(), "these seeds decode a surface");
+    let (centre, reach) = ([10.0f32, 20.0, 31.2], 3.0 / 0.9 + 1e-3);
+    assert!(
+        mesh.positions
+            .iter()
+            .all(|p| (0..3).all(|k| (p[k] - centre[k]).abs() <= reach)),
+        "a vertex lies outside the cloud's frame"
+    );
+    let provenance: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("shape.provenance.json")).unwrap()).unwrap();
+    assert_eq!(provenance["made_by"]["report"]["seed"], 4);
+    let latent = latent_workbench::io::array::read_safetensors(&z).unwrap();
+    assert_eq!(latent[0].shape(), &[4, 6, 6, 6]);
+    // The same seed gives the same latent, another seed another.
+    let z2 = dir.path().join("z2.safetensors");
+    generate("4", &dir.path().join("again.ply"), &z2);
+    assert_eq!(std::fs::read(&z).unwrap(), std::fs::read(&z2).unwrap());
+    let z3 = dir.path().join("z3.safetensors");
+    generate("5", &dir.path().join("other.ply"), &z3);
+    assert_ne!(std::fs::read(&z).unwrap(), std::fs::read(&z3).unwrap());
+    // Errors a user meets: no points for a point-cloud model; a folder that is not a WaLa model.
+    let bad = run(&[
+        "wala-generate",
+        "--model",
+        s(&model),
+        "--autoencoder",
+        s(&ae),
+        "-o",
+        s(&out),
+    ]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("needs a point cloud"), "{err}");
+    let bad = run(&["wala-generate", "--model", s(&ae), "-o", s(&out)]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("checkpoint.ckpt"), "{err}");
+}

@@ -24,6 +24,7 @@ mod train_m2vs;
 mod train_sage;
 mod train_wala;
 mod train_wildfusion;
+mod wala_generate;
 mod wala_latent;
 mod wildfusion;
 
@@ -114,6 +115,9 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Two shapes through a WaLa-family VQ-VAE: round trips, latent interpolation, mesh out.
     WalaLatent(wala_latent::WalaLatentArgs),
+    /// A shape from a WaLa diffusion model (args.json + checkpoint), from a point cloud or
+    /// unconditional: sampling with guidance, VQ-VAE decode, inverse wavelets, mesh out.
+    WalaGenerate(wala_generate::WalaGenerateArgs),
     /// Compare two latent spaces of the same samples: absolute vs relative (cosine to shared
     /// anchors) Jaccard@k, MRR and cosine, with Procrustes and linear CKA as baselines.
     Relrep(relrep::RelrepArgs),
@@ -210,6 +214,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::DemoData { kind } => demo_data::run(&kind),
         Command::Train(args) => train::run(&args),
         Command::WalaLatent(args) => wala_latent::run(&args),
+        Command::WalaGenerate(args) => wala_generate::run(&args),
         Command::Relrep(args) => relrep::run(&args),
         Command::Interpolate(args) => interpolate::run(&args),
         Command::InterpolateEval(args) => interpolate_eval::run(&args),

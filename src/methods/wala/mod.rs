@@ -3,6 +3,7 @@
 
 pub mod demo_train;
 mod filters;
+pub mod generate;
 pub mod latent;
 pub mod roundtrip;
 pub mod tree;

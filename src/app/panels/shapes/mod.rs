@@ -8,8 +8,9 @@
 //! Volumes ray-march through a window with a colormap, an opacity per voxel and an opacity curve
 //! across the window (`transfer`: drag, add and remove its points).
 //!
-//! Not built yet, and said so in the panel: WaLa's diffusion model.
+//! WaLa's diffusion model generates a shape from a loaded point cloud or mesh (`generate`).
 
+mod generate;
 mod iso;
 mod latent;
 pub mod transfer;
@@ -35,6 +36,7 @@ const RECONSTRUCTION_ID: u64 = u64::MAX - 1;
 const BLEND_ID: u64 = u64::MAX - 2;
 const LATENT_ROUND_TRIP_ID: u64 = u64::MAX - 3;
 const LATENT_INTERP_ID: u64 = u64::MAX - 4;
+const GENERATED_ID: u64 = u64::MAX - 5;
 
 /// What the tab remembers across restarts.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -46,6 +48,7 @@ pub struct ShapesSettings {
     pub clip: ClipSettings,
     pub wavelet: wavelet::WaveletSettings,
     pub latent: latent::LatentSettings,
+    pub generate: generate::GenerateSettings,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
@@ -109,6 +112,7 @@ pub struct ShapesRuntime {
     cpu_reason: Option<String>,
     pub wavelet: wavelet::WaveletRuntime,
     pub latent: latent::LatentRuntime,
+    pub generate: generate::GenerateRuntime,
     export: Option<JobHandle<Option<PathBuf>>>,
     scene: Arc<Scene>,
     pub message: Option<String>,
@@ -139,6 +143,7 @@ impl ShapesRuntime {
         self.iso_job.is_some()
             || self.wavelet.busy()
             || self.latent.busy()
+            || self.generate.busy()
             || self.export.is_some()
             || self.demo_pending
     }
@@ -303,6 +308,7 @@ fn build_scene(session: &Session, settings: &ShapesSettings) -> Scene {
         .add_to_scene(&mut scene, &settings.wavelet, RECONSTRUCTION_ID, BLEND_ID);
     rt.latent
         .add_to_scene(&mut scene, &settings.latent, LATENT_ROUND_TRIP_ID, LATENT_INTERP_ID);
+    rt.generate.add_to_scene(&mut scene, &settings.generate, GENERATED_ID);
     scene
 }
 
@@ -335,6 +341,10 @@ pub fn ui(
     schedule_iso(session, state.shapes.cpu_marching_cubes);
     session.shapes.wavelet.poll(&mut session.log);
     session.shapes.latent.poll(&mut session.log);
+    session
+        .shapes
+        .generate
+        .poll(&mut state.shapes.generate, &mut session.log);
     poll_export(session);
     if session.shapes.busy() {
         ui.ctx().request_repaint_after(JOB_POLL);
@@ -377,9 +387,11 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut ShapesSettings, session: &mut Se
     ui.separator();
     latent::section(ui, &mut settings.latent, session);
     ui.separator();
+    generate::section(ui, &mut settings.generate, session);
+    ui.separator();
     export_section(ui, session);
     ui.separator();
-    ui.weak("Not built yet (issue #7): WaLa's diffusion model (generating latents from a condition).");
+    ui.weak("Not built yet (issue #7): voxel and image conditions for WaLa's diffusion model, and a trained demo diffusion model.");
 }
 
 /// Where iso-surfaces are meshed: the GPU toggle, or why the CPU does it.
@@ -549,6 +561,7 @@ impl ShapesRuntime {
         let how = match (id, self.shown.get(&id).and_then(|s| s.iso.as_ref())) {
             (RECONSTRUCTION_ID | BLEND_ID, _) => self.wavelet.provenance(id == BLEND_ID),
             (LATENT_ROUND_TRIP_ID | LATENT_INTERP_ID, _) => self.latent.provenance(id == LATENT_INTERP_ID),
+            (GENERATED_ID, _) => self.generate.provenance(),
             (_, Some(iso)) => serde_json::json!({
                 "operation": "marching cubes",
                 "level": iso.level,

@@ -1,0 +1,374 @@
+//! The Shapes tab's generation section: a WaLa diffusion model (a folder as WaLa publishes one,
+//! `args.json` + `checkpoint.ckpt`) turns a loaded point cloud or mesh (or nothing, for an
+//! unconditional model) into a shape, in a job with progress and cancel
+//! (`methods::wala::generate`, which `wala-generate` drives too).
+
+use crate::app::Session;
+use crate::app::notify::Log;
+use crate::core::jobs::{self, JobError, JobHandle};
+use crate::core::manifest::Entry;
+use crate::core::{Asset, Mesh};
+use crate::methods::wala::generate::{Framing, GenerateOptions, WALA_POINTS, WalaGenerator, condition_points};
+use crate::methods::wala::latent::LatentModel;
+use crate::methods::wala::uvit::{Condition, SampleOptions};
+use crate::render::{Coloring, Geometry, Scene, SceneObject};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GenerateSettings {
+    /// The WaLa model folder last opened (reopened on the next start).
+    pub folder: Option<PathBuf>,
+    /// A registered WaLa-family autoencoder to decode with; `None`: the checkpoint's own.
+    pub autoencoder: Option<String>,
+    pub steps: usize,
+    pub guidance: f64,
+    pub seed: u64,
+    /// Fit the condition's box into WaLa's ±0.9 frame (and map the shape back).
+    pub fit: bool,
+    pub show: bool,
+}
+
+impl Default for GenerateSettings {
+    fn default() -> Self {
+        Self {
+            folder: None,
+            autoencoder: None,
+            steps: SampleOptions::WALA_STEPS,
+            guidance: SampleOptions::WALA_GUIDANCE,
+            seed: 0,
+            fit: true,
+            show: true,
+        }
+    }
+}
+
+/// A generated shape and how it was made.
+pub struct GeneratedShape {
+    pub mesh: Option<Arc<Mesh>>,
+    pub provenance: serde_json::Value,
+    pub seconds: f64,
+}
+
+/// Which model is open: the folder and the autoencoder choice it was opened with.
+type Opened = (PathBuf, Option<String>);
+
+#[derive(Default)]
+pub struct GenerateRuntime {
+    /// The model asked for last (opened, opening, or failed to open): a failure is not retried
+    /// until the choice changes or Reload is pressed.
+    attempted: Option<Opened>,
+    open_job: Option<JobHandle<Arc<WalaGenerator>>>,
+    pick_job: Option<JobHandle<Option<PathBuf>>>,
+    pub generator: Option<Arc<WalaGenerator>>,
+    /// The loaded asset used as the condition.
+    pub condition: Option<u64>,
+    job: Option<JobHandle<GeneratedShape>>,
+    pub result: Option<GeneratedShape>,
+    pub error: Option<String>,
+}
+
+impl GenerateRuntime {
+    pub fn busy(&self) -> bool {
+        self.open_job.is_some() || self.pick_job.is_some() || self.job.is_some()
+    }
+
+    pub fn poll(&mut self, settings: &mut GenerateSettings, log: &mut Log) {
+        if let Some(result) = self.pick_job.as_ref().and_then(|j| j.poll()) {
+            self.pick_job = None;
+            if let Ok(Some(folder)) = result {
+                settings.folder = Some(folder);
+            }
+        }
+        if let Some(result) = self.open_job.as_ref().and_then(|j| j.poll()) {
+            self.open_job = None;
+            match result {
+                Ok(g) => {
+                    log.info(format!("opened {}", g.describe()));
+                    self.generator = Some(g);
+                    self.error = None;
+                }
+                Err(e) => {
+                    self.generator = None;
+                    self.error = Some(e.to_string());
+                }
+            }
+        }
+        if let Some(result) = self.job.as_ref().and_then(|j| j.poll()) {
+            self.job = None;
+            match result {
+                Ok(shape) => {
+                    log.info(format!(
+                        "generated a shape with {} triangles in {:.1} s",
+                        shape.mesh.as_ref().map_or(0, |m| m.triangles.len()),
+                        shape.seconds
+                    ));
+                    self.result = Some(shape);
+                    self.error = None;
+                }
+                Err(JobError::Cancelled) => log.info("generation cancelled"),
+                Err(e) => self.error = Some(e.to_string()),
+            }
+        }
+    }
+
+    /// Opens the settings' model unless it was asked for already.
+    fn ensure_open(&mut self, settings: &GenerateSettings, models: &[Entry], waker: Option<jobs::Waker>) {
+        let Some(folder) = settings.folder.clone() else { return };
+        let want: Opened = (folder.clone(), settings.autoencoder.clone());
+        if self.attempted.as_ref() == Some(&want) || self.open_job.is_some() {
+            return;
+        }
+        let entry = settings
+            .autoencoder
+            .as_ref()
+            .and_then(|n| models.iter().find(|m| &m.manifest.name == n))
+            .cloned();
+        self.attempted = Some(want);
+        self.generator = None;
+        self.error = None;
+        self.open_job = Some(jobs::spawn("Open WaLa model", waker, move |ctx| {
+            ctx.set(0.1, "reading the checkpoint");
+            let autoencoder = entry
+                .map(|e| LatentModel::from_entry(&e))
+                .transpose()
+                .map_err(|e| JobError::Failed(e.to_string()))?;
+            ctx.check()?;
+            Ok(Arc::new(WalaGenerator::open(&folder, autoencoder)?))
+        }));
+    }
+
+    /// The generated shape in the view.
+    pub fn add_to_scene(&self, scene: &mut Scene, settings: &GenerateSettings, id: u64) {
+        if !settings.show {
+            return;
+        }
+        if let Some(GeneratedShape { mesh: Some(m), .. }) = &self.result {
+            let mut object = SceneObject::new(
+                id,
+                format!("generated (seed {})", settings.seed),
+                Geometry::Mesh(m.clone()),
+            );
+            object.coloring = Coloring::Solid(crate::render::scene::PALETTE[4]);
+            scene.objects.push(object);
+        }
+    }
+
+    pub fn provenance(&self) -> serde_json::Value {
+        self.result
+            .as_ref()
+            .map_or(serde_json::Value::Null, |r| r.provenance.clone())
+    }
+}
+
+/// Loaded assets a point-cloud model can take: meshes, point clouds and N × 3 arrays.
+fn condition_assets(session: &Session) -> Vec<(u64, String)> {
+    session
+        .assets
+        .iter()
+        .filter(|a| match &a.asset {
+            Asset::Mesh(m) => !m.triangles.is_empty(),
+            Asset::PointCloud(p) => !p.points.is_empty(),
+            Asset::Tensors(ts) => ts.iter().any(|t| matches!(t.shape(), [_, 3])),
+            _ => false,
+        })
+        .map(|a| (a.id, a.name.clone()))
+        .collect()
+}
+
+/// Starts generating with the open model (the condition prepared in the job too).
+pub fn start(session: &mut Session, settings: &GenerateSettings) {
+    let rt = &session.shapes.generate;
+    let Some(generator) = rt.generator.clone() else { return };
+    let condition = match generator.condition() {
+        Condition::None => None,
+        _ => {
+            let Some(a) = rt.condition.and_then(|id| session.get(id)) else {
+                session.shapes.generate.error = Some("choose a point cloud or mesh to condition on".into());
+                return;
+            };
+            Some((a.name.clone(), a.path.clone(), a.asset.clone()))
+        }
+    };
+    let options = GenerateOptions {
+        sample: SampleOptions {
+            steps: settings.steps.max(1),
+            guidance: settings.guidance,
+        },
+        seed: settings.seed,
+    };
+    let framing = if settings.fit { Framing::Fit } else { Framing::AsGiven };
+    let waker = session.waker.clone();
+    let job = jobs::spawn("WaLa generation", waker, move |ctx| {
+        let started = std::time::Instant::now();
+        ctx.set(0.0, "preparing the condition");
+        let points = condition
+            .as_ref()
+            .map(|(name, _, asset)| {
+                condition_points(asset, WALA_POINTS, options.seed, framing)
+                    .map_err(|e| JobError::Failed(format!("{name}: {e}")))
+            })
+            .transpose()?;
+        ctx.check()?;
+        let mut progress = crate::core::diffusion::job_progress(ctx, "sampling step");
+        let generated = generator.generate(points.as_ref().map(|c| c.points.as_slice()), &options, &mut progress)?;
+        ctx.set(1.0, "meshing");
+        let mut mesh = generator.mesh(&generated)?;
+        if let (Some(m), Some(c)) = (mesh.as_mut(), &points) {
+            for p in &mut m.positions {
+                *p = c.to_input(*p);
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let provenance = serde_json::json!({
+            "operation": "WaLa generation: respaced DDPM sampling with classifier-free guidance from seeded noise, nearest codes, VQ-VAE decoder, inverse wavelet transform, marching cubes at 0",
+            "model": {"name": generator.name, "folder": generator.folder, "checkpoint_sha256": generator.sha256},
+            "autoencoder": if generator.autoencoder_in_checkpoint { serde_json::json!("the checkpoint's own") } else { serde_json::json!({"name": generator.autoencoder.name, "sha256": generator.autoencoder.sha256}) },
+            "condition": condition.as_ref().map(|(name, path, _)| serde_json::json!({
+                "name": name, "path": path, "points": points.as_ref().map_or(0, |c| c.points.len()),
+                "framing": if framing == Framing::Fit { "box fitted to ±0.9, shape mapped back" } else { "as given" },
+            })),
+            "steps": options.sample.steps, "guidance": options.sample.guidance,
+            "guidance_used": generator.diffusion.config().guided(), "seed": options.seed,
+            "grid": generator.autoencoder.grid, "seconds": seconds,
+        });
+        Ok(GeneratedShape {
+            mesh: mesh.filter(|m| !m.triangles.is_empty()).map(Arc::new),
+            provenance,
+            seconds,
+        })
+    });
+    session.shapes.generate.job = Some(job);
+}
+
+/// Registered WaLa-family autoencoders (the decoders a diffusion model may stand on).
+fn autoencoders(session: &Session) -> Vec<Entry> {
+    session
+        .models
+        .iter()
+        .filter(|m| m.manifest.family == "wala")
+        .cloned()
+        .collect()
+}
+
+pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut Session) {
+    ui.strong("Generate (WaLa diffusion)");
+    let models = autoencoders(session);
+    let waker = session.waker.clone();
+    session.shapes.generate.ensure_open(settings, &models, waker.clone());
+    let rt = &mut session.shapes.generate;
+    ui.horizontal(|ui| {
+        if ui
+            .add_enabled(rt.pick_job.is_none(), egui::Button::new("Open model folder…"))
+            .on_hover_text(
+                "A WaLa model as published: a folder with args.json and checkpoint.ckpt (or checkpoint.safetensors)",
+            )
+            .clicked()
+        {
+            rt.pick_job = Some(jobs::spawn("Choose a WaLa model", waker.clone(), |_| {
+                Ok(rfd::FileDialog::new().set_title("WaLa model folder").pick_folder())
+            }));
+        }
+        if settings.folder.is_some()
+            && rt.open_job.is_none()
+            && ui.button("Reload").on_hover_text("Read the folder again").clicked()
+        {
+            rt.attempted = None;
+        }
+    });
+    let Some(folder) = settings.folder.clone() else {
+        ui.weak("No model open. WaLa's published models (Hugging Face ADSKAILab/WaLa-PC-1B and others) are folders of args.json and checkpoint.ckpt; none ships with the app.");
+        return;
+    };
+    if rt.open_job.is_some() {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(format!("opening {}", folder.display()));
+        });
+    }
+    let autoencoder_label = |n: &Option<String>| n.clone().unwrap_or_else(|| "its own (in the checkpoint)".into());
+    egui::ComboBox::new("wala-gen-autoencoder", "decoder")
+        .selected_text(autoencoder_label(&settings.autoencoder))
+        .show_ui(ui, |ui| {
+            ui.selectable_value(&mut settings.autoencoder, None, autoencoder_label(&None));
+            for m in &models {
+                ui.selectable_value(&mut settings.autoencoder, Some(m.manifest.name.clone()), &m.manifest.name);
+            }
+        })
+        .response
+        .on_hover_text("Decode with the checkpoint's own autoencoder, or with a registered WaLa-family one whose latents the diffusion model was trained on");
+    if let Some(e) = &rt.error {
+        ui.colored_label(ui.visuals().error_fg_color, e);
+    }
+    let Some(generator) = rt.generator.clone() else { return };
+    ui.label(&generator.name).on_hover_text(generator.describe());
+    let needs_points = generator.condition() != Condition::None;
+    if needs_points {
+        let choices = condition_assets(session);
+        let rt = &mut session.shapes.generate;
+        if rt.condition.is_none_or(|id| !choices.iter().any(|(c, _)| *c == id)) {
+            rt.condition = choices.first().map(|(id, _)| *id);
+        }
+        if choices.is_empty() {
+            ui.weak("Load a point cloud or a mesh to condition on.");
+        }
+        let name = |id: Option<u64>| {
+            choices
+                .iter()
+                .find(|(c, _)| Some(*c) == id)
+                .map_or_else(String::new, |(_, n)| n.clone())
+        };
+        egui::ComboBox::new("wala-gen-condition", "points from")
+            .selected_text(name(rt.condition))
+            .show_ui(ui, |ui| {
+                for (id, n) in &choices {
+                    ui.selectable_value(&mut rt.condition, Some(*id), n);
+                }
+            });
+        ui.checkbox(&mut settings.fit, "fit to WaLa's frame")
+            .on_hover_text("Centre the points' box and scale it to ±0.9 (the shape is mapped back); off: the points are already in WaLa's frame");
+    }
+    ui.horizontal(|ui| {
+        ui.add(
+            egui::DragValue::new(&mut settings.steps)
+                .range(1..=1000)
+                .prefix("steps "),
+        );
+        ui.add(
+            egui::DragValue::new(&mut settings.guidance)
+                .range(0.0..=20.0)
+                .speed(0.05)
+                .prefix("guidance "),
+        );
+    });
+    ui.horizontal(|ui| {
+        ui.add(egui::DragValue::new(&mut settings.seed).prefix("seed "));
+        if ui.button("Next seed").clicked() {
+            settings.seed = settings.seed.wrapping_add(1);
+        }
+    });
+    let rt = &session.shapes.generate;
+    if let Some(job) = &rt.job {
+        let p = job.progress();
+        ui.add(egui::ProgressBar::new(p.fraction()).text(p.message()));
+        if ui.button("Cancel").clicked() {
+            job.cancel();
+        }
+    } else if ui
+        .add_enabled(!needs_points || rt.condition.is_some(), egui::Button::new("Generate"))
+        .on_hover_text("Sample a latent, decode it and mesh its zero level set")
+        .clicked()
+    {
+        start(session, settings);
+    }
+    let rt = &session.shapes.generate;
+    if let Some(r) = &rt.result {
+        ui.checkbox(&mut settings.show, "show the generated shape");
+        match &r.mesh {
+            Some(m) => ui.weak(format!("{} triangles in {:.1} s", m.triangles.len(), r.seconds)),
+            None => ui.weak(format!("the generated SDF has no surface ({:.1} s)", r.seconds)),
+        };
+    }
+}

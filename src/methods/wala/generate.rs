@@ -1,0 +1,420 @@
+//! Shape generation with a WaLa diffusion model, as WaLa's `run.py` does it: a condition (a point
+//! cloud, or nothing for an unconditional model) → respaced DDPM sampling with classifier-free
+//! guidance → the pre-quant latent → nearest codes, VQ-VAE decoder, inverse wavelet transform →
+//! an SDF on the model's grid → marching cubes at 0. `wala-generate` and the Shapes tab both
+//! drive this.
+//!
+//! A model is a folder as WaLa publishes one (`ADSKAILab/WaLa-*` on Hugging Face): `args.json`
+//! and `checkpoint.ckpt` (or the same keys converted to `checkpoint.safetensors`). The autoencoder
+//! normally comes from the same checkpoint (`autoencoder.` keys); a registered WaLa-family
+//! autoencoder can stand in for it (a diffusion model trained on that autoencoder's latents).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+
+use super::latent::{Decoded, Latent, LatentError, LatentModel};
+use super::uvit::{Condition, LatentDiffusion, SampleOptions, UvitConfig, UvitError};
+use super::vqvae::{VqVaeConfig, VqVaeError};
+use crate::core::Mesh;
+use crate::core::asset::Asset;
+use crate::core::diffusion::{Progress, Rng};
+
+/// The hyper-parameters file of a WaLa model folder.
+pub const ARGS_FILE: &str = "args.json";
+/// The checkpoint names looked for, in order: upstream's, then a safetensors conversion.
+pub const CHECKPOINT_FILES: [&str; 2] = ["checkpoint.ckpt", "checkpoint.safetensors"];
+/// Points in upstream's point-cloud condition (its example h5 holds 25 000 × 3).
+pub const WALA_POINTS: usize = 25_000;
+/// The half-extent WaLa's shapes fill in its `[-1, 1]³` grid (its example point cloud spans ±0.9).
+pub const WALA_EXTENT: f32 = 0.9;
+/// Grid side when `args.json` names none (`resolution`; 256 in every released model).
+pub const WALA_RESOLUTION: usize = 256;
+/// TSDF truncation of WaLa's lineage (only used to encode; generation never truncates).
+const WALA_TRUNCATION: f32 = 0.1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("WaLa model folder {folder}: {problem}")]
+    Folder { folder: PathBuf, problem: String },
+    #[error("{0}")]
+    Mismatch(String),
+    #[error("condition: {0}")]
+    Condition(String),
+    #[error(transparent)]
+    Uvit(#[from] UvitError),
+    #[error(transparent)]
+    Latent(#[from] LatentError),
+    #[error(transparent)]
+    VqVae(#[from] VqVaeError),
+    #[error("WaLa generation: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+impl GenerateError {
+    /// Whether the sampler stopped because the progress callback asked it to.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(
+            self,
+            GenerateError::Uvit(UvitError::Diffusion(crate::core::diffusion::DiffusionError::Cancelled))
+        )
+    }
+}
+
+impl From<GenerateError> for crate::core::jobs::JobError {
+    fn from(e: GenerateError) -> Self {
+        if e.is_cancelled() {
+            Self::Cancelled
+        } else {
+            Self::Failed(e.to_string())
+        }
+    }
+}
+
+/// A WaLa diffusion model with the autoencoder that decodes its latents.
+pub struct WalaGenerator {
+    /// The folder's name.
+    pub name: String,
+    pub folder: PathBuf,
+    pub checkpoint: PathBuf,
+    /// sha256 of the checkpoint file.
+    pub sha256: String,
+    pub diffusion: LatentDiffusion,
+    pub autoencoder: LatentModel,
+    /// Whether the autoencoder came from the same checkpoint (else a registered model).
+    pub autoencoder_in_checkpoint: bool,
+}
+
+/// How a condition point cloud is placed in WaLa's grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Framing {
+    /// Centre the bounding box and scale its largest half-extent to [`WALA_EXTENT`]; the
+    /// generated mesh is mapped back to the input's frame.
+    Fit,
+    /// Use the coordinates as they are (upstream's behaviour: its inputs are already framed).
+    AsGiven,
+}
+
+/// A condition point cloud in the model's frame, and how to map the model's frame back.
+#[derive(Clone, Debug)]
+pub struct ConditionPoints {
+    pub points: Vec<[f32; 3]>,
+    /// `input = centre + model / scale`.
+    pub centre: [f32; 3],
+    pub scale: f32,
+}
+
+impl ConditionPoints {
+    /// Model-frame coordinates back to the input's frame.
+    pub fn to_input(&self, p: [f32; 3]) -> [f32; 3] {
+        [0, 1, 2].map(|k| self.centre[k] + p[k] / self.scale)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GenerateOptions {
+    pub sample: SampleOptions,
+    /// Seeds the starting noise and every sampler step (the same seed gives the same shape).
+    pub seed: u64,
+}
+
+/// A generated shape.
+pub struct Generated {
+    /// The sampled pre-quant latent `(1, E, G, G, G)`.
+    pub latent: Latent,
+    /// Its decode: the SDF on the model's grid and the codes it snapped to.
+    pub decoded: Decoded,
+}
+
+fn read_args(folder: &Path) -> Result<serde_json::Value, GenerateError> {
+    let bad = |problem: String| GenerateError::Folder {
+        folder: folder.to_path_buf(),
+        problem,
+    };
+    let path = folder.join(ARGS_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(format!("cannot read {ARGS_FILE}: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| bad(format!("{ARGS_FILE} is not JSON: {e}")))
+}
+
+/// The checkpoint of a WaLa model folder.
+pub fn find_checkpoint(folder: &Path) -> Result<PathBuf, GenerateError> {
+    if !folder.is_dir() {
+        return Err(GenerateError::Folder {
+            folder: folder.to_path_buf(),
+            problem: "not a folder".into(),
+        });
+    }
+    CHECKPOINT_FILES
+        .iter()
+        .map(|n| folder.join(n))
+        .find(|p| p.is_file())
+        .ok_or_else(|| GenerateError::Folder {
+            folder: folder.to_path_buf(),
+            problem: format!("holds neither {}", CHECKPOINT_FILES.join(" nor ")),
+        })
+}
+
+impl WalaGenerator {
+    /// Opens a WaLa model folder; `autoencoder` replaces the checkpoint's own.
+    pub fn open(folder: &Path, autoencoder: Option<LatentModel>) -> Result<Self, GenerateError> {
+        let checkpoint = find_checkpoint(folder)?;
+        let args = read_args(folder)?;
+        let cfg = UvitConfig::from_args_json(&args)?;
+        let name = folder
+            .file_name()
+            .map_or_else(|| folder.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let sha256 = crate::core::manifest::sha256_file(&checkpoint).map_err(|e| GenerateError::Folder {
+            folder: folder.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+        let (diffusion, _) = LatentDiffusion::from_checkpoint(&checkpoint, &cfg, &Device::Cpu)?;
+        let in_checkpoint = autoencoder.is_none();
+        let autoencoder = match autoencoder {
+            Some(model) => model,
+            None => {
+                let vq = VqVaeConfig::from_args_json(&args)?;
+                let grid = args
+                    .get("resolution")
+                    .and_then(serde_json::Value::as_u64)
+                    .map_or(WALA_RESOLUTION, |r| r as usize);
+                LatentModel::load(&checkpoint, name.clone(), sha256.clone(), vq, grid, WALA_TRUNCATION)?
+            }
+        };
+        let vq = autoencoder.vqvae.config();
+        if (vq.e_dim, vq.grid_size) != (cfg.e_dim, cfg.grid_size) {
+            return Err(GenerateError::Mismatch(format!(
+                "{name} samples latents of {} × {g}³ but the autoencoder {} decodes {} × {s}³",
+                cfg.e_dim,
+                autoencoder.name,
+                vq.e_dim,
+                g = cfg.grid_size,
+                s = vq.grid_size,
+            )));
+        }
+        Ok(Self {
+            name,
+            folder: folder.to_path_buf(),
+            checkpoint,
+            sha256,
+            diffusion,
+            autoencoder,
+            autoencoder_in_checkpoint: in_checkpoint,
+        })
+    }
+
+    /// What the model is conditioned on.
+    pub fn condition(&self) -> Condition {
+        // open() validated the config, so the condition is known.
+        self.diffusion.config().condition().unwrap_or(Condition::None)
+    }
+
+    /// A one-line description for lists and reports.
+    pub fn describe(&self) -> String {
+        let cfg = self.diffusion.config();
+        let cond = match self.condition() {
+            Condition::None => "unconditional".to_string(),
+            Condition::PointCloud { tokens, .. } => format!("point-cloud conditioned ({tokens} tokens)"),
+            Condition::Voxel { .. } => "voxel conditioned".to_string(),
+        };
+        format!(
+            "{}: {cond}, latent {} × {g}³, {}-step schedule{}; decoded by {} on a {}³ grid",
+            self.name,
+            cfg.e_dim,
+            cfg.diffusion_step,
+            if cfg.guided() { ", classifier-free guidance" } else { "" },
+            if self.autoencoder_in_checkpoint {
+                "its own autoencoder"
+            } else {
+                &self.autoencoder.name
+            },
+            self.autoencoder.grid,
+            g = cfg.grid_size,
+        )
+    }
+
+    /// Samples one latent from `condition` (model-frame points; `None` for an unconditional
+    /// model) and decodes it. `progress` sees the sampler's steps and may cancel.
+    pub fn generate(
+        &self,
+        condition: Option<&[[f32; 3]]>,
+        options: &GenerateOptions,
+        progress: Progress,
+    ) -> Result<Generated, GenerateError> {
+        let device = Device::Cpu;
+        let tokens = match (self.condition(), condition) {
+            (Condition::None, None) => None,
+            (Condition::None, Some(_)) => {
+                return Err(GenerateError::Condition(format!(
+                    "{} is unconditional and takes no point cloud",
+                    self.name
+                )));
+            }
+            (Condition::PointCloud { .. }, Some(points)) if !points.is_empty() => {
+                let flat: Vec<f32> = points.iter().flatten().copied().collect();
+                let points = Tensor::from_vec(flat, (1, points.len(), 3), &device)?;
+                Some(self.diffusion.encode_points(&points)?)
+            }
+            (Condition::PointCloud { .. }, _) => {
+                return Err(GenerateError::Condition(format!("{} needs a point cloud", self.name)));
+            }
+            (Condition::Voxel { .. }, _) => {
+                return Err(GenerateError::Condition(format!(
+                    "{} is voxel-conditioned; its voxel encoder is not ported yet",
+                    self.name
+                )));
+            }
+        };
+        let ctx = self.diffusion.context(tokens.as_ref())?;
+        let mut rng = Rng::new(options.seed);
+        let x_t = self.diffusion.initial_noise(1, &mut rng, &device)?;
+        let grid = self.diffusion.sample(&ctx, &x_t, &options.sample, &mut rng, progress)?;
+        let latent = Latent { grid };
+        let decoded = self.autoencoder.decode(&latent)?;
+        Ok(Generated { latent, decoded })
+    }
+
+    /// The zero level set of a generated SDF, in the model's `[-1, 1]³` frame (vertex `i` of the
+    /// grid at `2i/N − 1`, WaLa's mapping); `None` when the SDF has no surface.
+    pub fn mesh(&self, generated: &Generated) -> Result<Option<Mesh>, GenerateError> {
+        let affine = crate::methods::demo_data::shapes::grid_affine(self.autoencoder.grid);
+        super::roundtrip::zero_surface(&generated.decoded.sdf, affine)
+            .map_err(|e| GenerateError::Latent(LatentError::Tree(e.to_string())))
+    }
+}
+
+/// The condition point cloud of a loaded asset: a point cloud's points (a seeded subset of
+/// `count` when it has more), `count` area-weighted samples of a mesh's surface, or an `N × 3`
+/// array; framed as `framing` says.
+pub fn condition_points(
+    asset: &Asset,
+    count: usize,
+    seed: u64,
+    framing: Framing,
+) -> Result<ConditionPoints, GenerateError> {
+    let bad = |m: String| Err(GenerateError::Condition(m));
+    let points: Vec<[f32; 3]> = match asset {
+        Asset::PointCloud(cloud) => subsample(&cloud.points, count, seed),
+        Asset::Mesh(mesh) if !mesh.triangles.is_empty() => {
+            crate::methods::metrics::shape::sample_surface(mesh, count, seed)
+        }
+        Asset::Mesh(_) => return bad("the mesh has no triangles to sample".into()),
+        Asset::Tensors(tensors) => match tensors.iter().find(|t| matches!(t.shape(), [_, 3])) {
+            Some(t) => subsample(
+                &t.values()
+                    .chunks_exact(3)
+                    .map(|c| [c[0], c[1], c[2]])
+                    .collect::<Vec<_>>(),
+                count,
+                seed,
+            ),
+            None => return bad("no N × 3 array among the tensors".into()),
+        },
+        other => {
+            return bad(format!(
+                "a {} is not a point cloud, a mesh or an N × 3 array",
+                other.kind()
+            ));
+        }
+    };
+    frame_points(points, framing)
+}
+
+fn subsample(points: &[[f32; 3]], count: usize, seed: u64) -> Vec<[f32; 3]> {
+    if points.len() <= count {
+        return points.to_vec();
+    }
+    // A seeded partial Fisher–Yates shuffle: the first `count` of a random permutation.
+    let n = points.len();
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng = Rng::new(seed);
+    for i in 0..count {
+        let j = i + (rng.uniform() * (n - i) as f64) as usize;
+        idx.swap(i, j.min(n - 1));
+    }
+    idx[..count].iter().map(|&i| points[i]).collect()
+}
+
+/// Places `points` in the model's frame.
+pub fn frame_points(points: Vec<[f32; 3]>, framing: Framing) -> Result<ConditionPoints, GenerateError> {
+    if points.is_empty() {
+        return Err(GenerateError::Condition("the point cloud is empty".into()));
+    }
+    if points.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(GenerateError::Condition(
+            "the point cloud holds NaN or infinite coordinates".into(),
+        ));
+    }
+    if framing == Framing::AsGiven {
+        return Ok(ConditionPoints {
+            points,
+            centre: [0.0; 3],
+            scale: 1.0,
+        });
+    }
+    let (mut lo, mut hi) = ([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]);
+    for p in &points {
+        for k in 0..3 {
+            lo[k] = lo[k].min(p[k]);
+            hi[k] = hi[k].max(p[k]);
+        }
+    }
+    let centre = [0, 1, 2].map(|k| 0.5 * (lo[k] + hi[k]));
+    let half = (0..3).map(|k| 0.5 * (hi[k] - lo[k])).fold(0.0f32, f32::max);
+    if half <= 0.0 {
+        return Err(GenerateError::Condition("all the points coincide".into()));
+    }
+    let scale = WALA_EXTENT / half;
+    let points = points
+        .iter()
+        .map(|p| [0, 1, 2].map(|k| (p[k] - centre[k]) * scale))
+        .collect();
+    Ok(ConditionPoints { points, centre, scale })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fitting_centres_the_box_and_maps_back() {
+        let pts = vec![[1.0, 2.0, 3.0], [3.0, 2.5, 3.5], [2.0, 3.0, 4.0]];
+        let c = frame_points(pts.clone(), Framing::Fit).unwrap();
+        let max = c.points.iter().flatten().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!((max - WALA_EXTENT).abs() < 1e-6, "{max}");
+        for (p, q) in pts.iter().zip(&c.points) {
+            let back = c.to_input(*q);
+            for k in 0..3 {
+                assert!((back[k] - p[k]).abs() < 1e-5);
+            }
+        }
+        let given = frame_points(pts.clone(), Framing::AsGiven).unwrap();
+        assert_eq!(given.points, pts);
+    }
+
+    #[test]
+    fn bad_clouds_are_named() {
+        let e = frame_points(vec![], Framing::Fit).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let e = frame_points(vec![[f32::NAN, 0.0, 0.0]], Framing::Fit)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("NaN"), "{e}");
+        let e = frame_points(vec![[1.0, 1.0, 1.0]; 3], Framing::Fit)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("coincide"), "{e}");
+    }
+
+    #[test]
+    fn subsampling_is_seeded_and_distinct() {
+        let pts: Vec<[f32; 3]> = (0..100).map(|i| [i as f32, 0.0, 0.0]).collect();
+        let a = subsample(&pts, 10, 7);
+        assert_eq!(a, subsample(&pts, 10, 7));
+        assert_ne!(a, subsample(&pts, 10, 8));
+        let mut xs: Vec<i32> = a.iter().map(|p| p[0] as i32).collect();
+        xs.sort();
+        xs.dedup();
+        assert_eq!(xs.len(), 10);
+        assert_eq!(subsample(&pts, 200, 7).len(), 100);
+    }
+}
