@@ -382,12 +382,18 @@ fn a_wala_diffusion_model_generates_a_shape_from_a_loaded_mesh() {
     h.get_by_label_contains("args.json and checkpoint.ckpt");
     {
         let g = &mut h.state_mut().state.shapes.generate;
-        g.folder = Some(folder);
         g.autoencoder = Some("wala-ae".into());
         g.steps = 3;
         g.seed = 2;
     }
+    // Opening the folder (as a file argument or a drop does) opens it as the model.
+    h.state_mut().push(Command::Open(folder.clone()));
     settle(&mut h);
+    assert_eq!(h.state().state.shapes.generate.folder.as_ref(), Some(&folder));
+    assert!(
+        h.state().session.assets.iter().all(|a| a.name != "WaLa-PC-tiny"),
+        "a model folder is not loaded as data"
+    );
     let rt = &h.state().session.shapes.generate;
     assert_eq!(rt.error, None);
     let generator = rt.generator.as_ref().expect("the folder opened");

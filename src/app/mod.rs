@@ -219,6 +219,15 @@ impl WorkbenchApp {
 
     /// Starts loading a file on a worker thread.
     fn open(&mut self, path: PathBuf) {
+        // A WaLa model folder (args.json + checkpoint) is a model to generate with, not data.
+        if crate::methods::wala::generate::is_model_folder(&path) {
+            self.session
+                .log
+                .info(format!("{} is a WaLa model: opened in the Shapes tab", path.display()));
+            self.state.shapes.generate.folder = Some(path);
+            self.show_tab(Tab::Shapes);
+            return;
+        }
         let name = path
             .file_name()
             .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());

@@ -136,6 +136,12 @@ fn read_args(folder: &Path) -> Result<serde_json::Value, GenerateError> {
     serde_json::from_str(&text).map_err(|e| bad(format!("{ARGS_FILE} is not JSON: {e}")))
 }
 
+/// Whether `path` looks like a WaLa model folder (args.json beside a checkpoint), so the app can
+/// open it as a model rather than as data.
+pub fn is_model_folder(path: &Path) -> bool {
+    path.join(ARGS_FILE).is_file() && find_checkpoint(path).is_ok()
+}
+
 /// The checkpoint of a WaLa model folder.
 pub fn find_checkpoint(folder: &Path) -> Result<PathBuf, GenerateError> {
     if !folder.is_dir() {

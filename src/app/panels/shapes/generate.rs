@@ -303,7 +303,13 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
         ui.colored_label(ui.visuals().error_fg_color, e);
     }
     let Some(generator) = rt.generator.clone() else { return };
-    ui.label(&generator.name).on_hover_text(generator.describe());
+    let kind = match generator.condition() {
+        Condition::None => "unconditional",
+        Condition::PointCloud { .. } => "point-cloud conditioned",
+        Condition::Voxel { .. } => "voxel conditioned (not supported yet)",
+    };
+    ui.label(format!("model {} ({kind})", generator.name))
+        .on_hover_text(generator.describe());
     let needs_points = generator.condition() != Condition::None;
     if needs_points {
         let choices = condition_assets(session);
