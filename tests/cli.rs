@@ -394,7 +394,7 @@ fn wala_generate_samples_a_shape_from_points_and_records_it() {
             s(&model),
             "--autoencoder",
             s(&ae),
-            "--points",
+            "--condition",
             s(&cloud),
             "--steps",
             "3",
@@ -412,7 +412,7 @@ fn wala_generate_samples_a_shape_from_points_and_records_it() {
     assert_eq!(v["model"], "WaLa-PC-tiny");
     assert_eq!(v["autoencoder"]["name"], "wala-ae");
     assert_eq!(v["latent_shape"], serde_json::json!([4, 6, 6, 6]));
-    assert_eq!(v["condition"]["points"], 300);
+    assert_eq!(v["condition"]["input"], "300 points");
     assert_eq!((v["steps"].as_u64(), v["seed"].as_u64()), (Some(3), Some(4)));
     assert_eq!(v["guidance_used"], true);
     // The model's [-1, 1]³ frame maps back onto the cloud's box (centre (10, 20, 31.2), largest
@@ -454,6 +454,21 @@ fn wala_generate_samples_a_shape_from_points_and_records_it() {
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("needs a point cloud"), "{err}");
+    // Upstream's voxel JSON is read, and a point-cloud model says what it needs instead.
+    let voxels = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wala/voxels_example.json");
+    let bad = run(&[
+        "wala-generate",
+        "--model",
+        s(&model),
+        "--autoencoder",
+        s(&ae),
+        "--condition",
+        s(&voxels),
+        "-o",
+        s(&out),
+    ]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("needs a point cloud"), "{err}");
     let bad = run(&["wala-generate", "--model", s(&ae), "-o", s(&out)]);
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("checkpoint.ckpt"), "{err}");

@@ -5,7 +5,9 @@
 use latent_workbench::core::diffusion::Cancelled;
 use latent_workbench::core::manifest::find_entry;
 use latent_workbench::core::train::SeededParams;
-use latent_workbench::methods::wala::generate::{Framing, GenerateOptions, WalaGenerator, frame_points};
+use latent_workbench::methods::wala::generate::{
+    ConditionInput, Framing, GenerateOptions, WalaGenerator, frame_points, voxel_json,
+};
 use latent_workbench::methods::wala::latent::LatentModel;
 use latent_workbench::methods::wala::uvit::SampleOptions;
 use latent_workbench::methods::wala::vqvae::{CHECKPOINT_PREFIX, VqVae, VqVaeConfig};
@@ -77,15 +79,14 @@ fn a_self_contained_folder_generates_the_same_shape_for_the_same_seed() {
         generator.describe()
     );
 
-    let cond = frame_points(sphere_points(200, [5.0, 5.0, 5.0], 2.0), Framing::Fit).unwrap();
+    let (framed, ..) = frame_points(sphere_points(200, [5.0, 5.0, 5.0], 2.0), Framing::Fit).unwrap();
+    let cond = ConditionInput::Points(framed);
     let mut steps = Vec::new();
     let mut record = |done: usize, total: usize| -> Result<(), Cancelled> {
         steps.push((done, total));
         Ok(())
     };
-    let a = generator
-        .generate(Some(&cond.points), &options(1), &mut record)
-        .unwrap();
+    let a = generator.generate(Some(&cond), &options(1), &mut record).unwrap();
     assert_eq!(steps.first(), Some(&(0, 3)));
     assert_eq!(steps.last(), Some(&(3, 3)));
     let (shape, za) = a.latent.values().unwrap();
@@ -93,23 +94,23 @@ fn a_self_contained_folder_generates_the_same_shape_for_the_same_seed() {
     assert_eq!(a.decoded.sdf.shape(), [64; 3]);
     assert_eq!(a.decoded.codes.len(), 216);
     let (_, za2) = generator
-        .generate(Some(&cond.points), &options(1), &mut no_progress())
+        .generate(Some(&cond), &options(1), &mut no_progress())
         .unwrap()
         .latent
         .values()
         .unwrap();
     assert_eq!(za, za2, "the same seed gives the same latent");
     let (_, zb) = generator
-        .generate(Some(&cond.points), &options(2), &mut no_progress())
+        .generate(Some(&cond), &options(2), &mut no_progress())
         .unwrap()
         .latent
         .values()
         .unwrap();
     assert_ne!(za, zb);
     // Another condition changes the sample too (the encoder path is live).
-    let other = frame_points(sphere_points(200, [0.0; 3], 1.0), Framing::AsGiven).unwrap();
+    let other = ConditionInput::Points(sphere_points(200, [0.0; 3], 1.0));
     let (_, zc) = generator
-        .generate(Some(&other.points), &options(1), &mut no_progress())
+        .generate(Some(&other), &options(1), &mut no_progress())
         .unwrap()
         .latent
         .values()
@@ -132,7 +133,7 @@ fn cancelling_stops_the_sampler_and_says_so() {
     let generator = WalaGenerator::open(&folder, Some(ae)).unwrap();
     assert!(!generator.autoencoder_in_checkpoint);
     assert!(generator.describe().contains("wala-ae"), "{}", generator.describe());
-    let pts = sphere_points(64, [0.0; 3], 0.5);
+    let pts = ConditionInput::Points(sphere_points(64, [0.0; 3], 0.5));
     let mut calls = 0;
     let mut cancel_at_second = |_: usize, _: usize| -> Result<(), Cancelled> {
         calls += 1;
@@ -168,4 +169,93 @@ fn broken_folders_are_named() {
     std::fs::write(folder.join("args.json"), b"{ not json").unwrap();
     let err = WalaGenerator::open(&folder, None).err().unwrap().to_string();
     assert!(err.contains("args.json") && err.contains("not JSON"), "{err}");
+}
+
+#[test]
+fn a_voxel_model_generates_from_upstreams_voxel_json_and_from_a_voxelised_mesh() {
+    let dir = tempfile::tempdir().unwrap();
+    let ae_dir = dir.path().join("ae");
+    std::fs::create_dir(&ae_dir).unwrap();
+    wala::random_wala_model(&ae_dir, "wala-ae", 3);
+    let ae = LatentModel::from_entry(&find_entry(ae_dir.to_str().unwrap(), "wala").unwrap()).unwrap();
+    // The point-cloud settings swapped for WaLa-VX16's: 16³ grids, 8³ tokens.
+    let args = serde_json::json!({
+        "use_pointcloud_conditions": false, "use_voxel_conditions": true, "voxel_dim": 8,
+        "voxel_context_dim": 32,
+    });
+    let folder = wala::random_wala_diffusion(&dir.path().join("WaLa-VX-tiny"), 9, args, HashMap::new());
+    let generator = WalaGenerator::open(&folder, Some(ae)).unwrap();
+    assert_eq!(generator.voxel_resolution(), Some(16));
+    assert!(
+        generator.describe().contains("voxel conditioned (16³)"),
+        "{}",
+        generator.describe()
+    );
+    let json = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wala/voxels_example.json"),
+    )
+    .unwrap();
+    let from_json = voxel_json(&json).unwrap();
+    let a = generator
+        .generate(Some(&from_json.input), &options(1), &mut no_progress())
+        .unwrap();
+    assert_eq!(a.latent.values().unwrap().0, [4, 6, 6, 6]);
+    // A closed mesh, voxelised: an octahedron fills its cells near the centre, not the corners.
+    let mesh = octahedron([6.0, 0.0, 0.0], 1.0);
+    let prepared = generator
+        .prepare(&latent_workbench::core::Asset::Mesh(mesh), 1000, 0, Framing::Fit)
+        .unwrap();
+    let ConditionInput::Voxels(grid) = &prepared.input else {
+        panic!("a voxel model gets voxels")
+    };
+    let r = grid.resolution;
+    assert_eq!(r, 16);
+    let at = |x: usize, y: usize, z: usize| grid.occupancy[(x * r + y) * r + z];
+    assert_eq!((at(8, 8, 8), at(0, 0, 0), at(15, 15, 15)), (1.0, 0.0, 0.0));
+    // |x| + |y| + |z| ≤ 0.9 at cell centres: a discrete octahedron's share of the cube, ~ 0.9³/6.
+    let share = grid.count() as f64 / (r * r * r) as f64;
+    assert!((share - 0.9f64.powi(3) / 6.0).abs() < 0.03, "{share}");
+    let b = generator
+        .generate(Some(&prepared.input), &options(1), &mut no_progress())
+        .unwrap();
+    assert_ne!(
+        a.latent.values().unwrap().1,
+        b.latent.values().unwrap().1,
+        "the voxels are read"
+    );
+    // Points are not voxels.
+    let err = generator
+        .generate(
+            Some(&ConditionInput::Points(vec![[0.0; 3]])),
+            &options(1),
+            &mut no_progress(),
+        )
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("needs a 16³ voxel grid"), "{err}");
+}
+
+fn octahedron(c: [f32; 3], r: f32) -> latent_workbench::core::Mesh {
+    let p = |d: [f32; 3]| [c[0] + r * d[0], c[1] + r * d[1], c[2] + r * d[2]];
+    latent_workbench::core::Mesh {
+        positions: vec![
+            p([-1.0, 0.0, 0.0]),
+            p([1.0, 0.0, 0.0]),
+            p([0.0, 1.0, 0.0]),
+            p([0.0, -1.0, 0.0]),
+            p([0.0, 0.0, 1.0]),
+            p([0.0, 0.0, -1.0]),
+        ],
+        triangles: vec![
+            [0, 3, 4],
+            [0, 4, 2],
+            [0, 2, 5],
+            [0, 5, 3],
+            [1, 4, 3],
+            [1, 2, 4],
+            [1, 5, 2],
+            [1, 3, 5],
+        ],
+        ..Default::default()
+    }
 }

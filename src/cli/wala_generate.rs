@@ -1,14 +1,12 @@
 //! `wala-generate`: a shape from a WaLa diffusion model (a folder as WaLa publishes one:
 //! `args.json` + `checkpoint.ckpt`), conditioned on a point cloud (a mesh is sampled on its
-//! surface) or unconditional, written as a mesh with its provenance; the sampled latent too when
-//! asked.
+//! surface), on voxels (upstream's voxel JSON, or a closed mesh voxelised) or unconditional,
+//! written as a mesh with its provenance; the sampled latent too when asked.
 
 use super::{print_json, progress};
 use crate::core::jobs::JobError;
 use crate::core::latent::LatentTensor;
-use crate::methods::wala::generate::{
-    ConditionPoints, Framing, GenerateOptions, WALA_POINTS, WalaGenerator, condition_points,
-};
+use crate::methods::wala::generate::{Framing, GenerateOptions, Prepared, WALA_POINTS, WalaGenerator, voxel_json};
 use crate::methods::wala::latent::LatentModel;
 use crate::methods::wala::uvit::SampleOptions;
 use anyhow::{Context, anyhow, bail};
@@ -20,10 +18,11 @@ pub struct WalaGenerateArgs {
     /// A WaLa model folder: args.json and checkpoint.ckpt (or checkpoint.safetensors).
     #[arg(long)]
     pub model: PathBuf,
-    /// The condition of a point-cloud model: a point cloud (PLY, XYZ columns in .npy), or a mesh
-    /// (OBJ, PLY, STL, GLB) sampled on its surface.
+    /// The condition. A point-cloud model takes a point cloud (PLY, an N × 3 .npy) or a mesh
+    /// (OBJ, PLY, STL, GLB) sampled on its surface; a voxel model takes upstream's voxel JSON
+    /// (`resolution`, `occupancy`, `color`) or a closed mesh, voxelised.
     #[arg(long)]
-    pub points: Option<PathBuf>,
+    pub condition: Option<PathBuf>,
     /// Decode with this registered WaLa-family autoencoder (name or folder) instead of the
     /// checkpoint's own.
     #[arg(long)]
@@ -70,11 +69,16 @@ pub fn run(args: &WalaGenerateArgs) -> anyhow::Result<()> {
         .transpose()?;
     let generator = WalaGenerator::open(&args.model, autoencoder)?;
     let framing = if args.as_given { Framing::AsGiven } else { Framing::Fit };
-    let condition: Option<ConditionPoints> = match &args.points {
+    let condition: Option<Prepared> = match &args.condition {
+        Some(path) if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Some(voxel_json(&text).with_context(|| path.display().to_string())?)
+        }
         Some(path) => {
             let asset = crate::io::load(path)?;
             Some(
-                condition_points(&asset, args.point_count, args.seed, framing)
+                generator
+                    .prepare(&asset, args.point_count, args.seed, framing)
                     .with_context(|| path.display().to_string())?,
             )
         }
@@ -89,10 +93,10 @@ pub fn run(args: &WalaGenerateArgs) -> anyhow::Result<()> {
     };
     let description = generator.describe();
     let started = std::time::Instant::now();
-    let points = condition.as_ref().map(|c| c.points.clone());
+    let input = condition.as_ref().map(|c| c.input.clone());
     let (generator, generated) = progress::run("WaLa", move |ctx| {
         let mut progress = crate::core::diffusion::job_progress(ctx, "sampling step");
-        let generated = generator.generate(points.as_deref(), &options, &mut progress)?;
+        let generated = generator.generate(input.as_ref(), &options, &mut progress)?;
         Ok::<_, JobError>((generator, generated))
     })?;
     let seconds = started.elapsed().as_secs_f64();
@@ -130,9 +134,9 @@ pub fn run(args: &WalaGenerateArgs) -> anyhow::Result<()> {
         } else {
             json!({"name": generator.autoencoder.name, "sha256": generator.autoencoder.sha256})
         },
-        "condition": args.points.as_ref().map(|p| json!({
+        "condition": args.condition.as_ref().map(|p| json!({
             "file": p,
-            "points": condition.as_ref().map_or(0, |c| c.points.len()),
+            "input": condition.as_ref().map(|c| c.input.describe()),
             "framing": if args.as_given { "as given" } else { "box fitted to ±0.9, mesh mapped back" },
         })),
         "steps": args.steps,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 
 use super::latent::{Decoded, Latent, LatentError, LatentModel};
-use super::uvit::{Condition, LatentDiffusion, SampleOptions, UvitConfig, UvitError};
+use super::uvit::{Condition, LatentDiffusion, SampleOptions, UvitConfig, UvitError, VoxelGrid};
 use super::vqvae::{VqVaeConfig, VqVaeError};
 use crate::core::Mesh;
 use crate::core::asset::Asset;
@@ -95,16 +95,35 @@ pub enum Framing {
     AsGiven,
 }
 
-/// A condition point cloud in the model's frame, and how to map the model's frame back.
+/// What a model is conditioned on, ready for it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConditionInput {
+    /// A point cloud in the model's frame.
+    Points(Vec<[f32; 3]>),
+    /// An occupancy grid over the model's `[-1, 1]³`.
+    Voxels(VoxelGrid),
+}
+
+impl ConditionInput {
+    /// "25000 points" or "16³ voxels, 413 occupied".
+    pub fn describe(&self) -> String {
+        match self {
+            ConditionInput::Points(p) => format!("{} points", p.len()),
+            ConditionInput::Voxels(g) => format!("{}³ voxels, {} occupied", g.resolution, g.count()),
+        }
+    }
+}
+
+/// A condition in the model's frame, and how to map the model's frame back to the input's.
 #[derive(Clone, Debug)]
-pub struct ConditionPoints {
-    pub points: Vec<[f32; 3]>,
+pub struct Prepared {
+    pub input: ConditionInput,
     /// `input = centre + model / scale`.
     pub centre: [f32; 3],
     pub scale: f32,
 }
 
-impl ConditionPoints {
+impl Prepared {
     /// Model-frame coordinates back to the input's frame.
     pub fn to_input(&self, p: [f32; 3]) -> [f32; 3] {
         [0, 1, 2].map(|k| self.centre[k] + p[k] / self.scale)
@@ -214,13 +233,48 @@ impl WalaGenerator {
         self.diffusion.config().condition().unwrap_or(Condition::None)
     }
 
+    /// The side of the voxel grids a voxel-conditioned model takes (`2·voxel_dim`, 16 upstream).
+    pub fn voxel_resolution(&self) -> Option<usize> {
+        match self.condition() {
+            Condition::Voxel { .. } => self.diffusion.config().voxel_dim.map(|d| 2 * d),
+            _ => None,
+        }
+    }
+
+    /// The condition this model takes, made from a loaded asset: points (a mesh sampled on its
+    /// surface) for a point-cloud model, the occupancy of a mesh for a voxel model.
+    pub fn prepare(
+        &self,
+        asset: &Asset,
+        point_count: usize,
+        seed: u64,
+        framing: Framing,
+    ) -> Result<Prepared, GenerateError> {
+        match self.condition() {
+            Condition::None => Err(GenerateError::Condition(format!(
+                "{} is unconditional and takes no condition",
+                self.name
+            ))),
+            Condition::PointCloud { .. } => condition_points(asset, point_count, seed, framing),
+            Condition::Voxel { .. } => match asset {
+                Asset::Mesh(mesh) if !mesh.triangles.is_empty() => {
+                    voxelize(mesh, self.voxel_resolution().unwrap_or(16), framing)
+                }
+                other => Err(GenerateError::Condition(format!(
+                    "a voxel-conditioned model takes a closed mesh (voxelised) or a voxel JSON, not a {}",
+                    other.kind()
+                ))),
+            },
+        }
+    }
+
     /// A one-line description for lists and reports.
     pub fn describe(&self) -> String {
         let cfg = self.diffusion.config();
         let cond = match self.condition() {
             Condition::None => "unconditional".to_string(),
             Condition::PointCloud { tokens, .. } => format!("point-cloud conditioned ({tokens} tokens)"),
-            Condition::Voxel { .. } => "voxel conditioned".to_string(),
+            Condition::Voxel { .. } => format!("voxel conditioned ({}³)", self.voxel_resolution().unwrap_or(0)),
         };
         format!(
             "{}: {cond}, latent {} × {g}³, {}-step schedule{}; decoded by {} on a {}³ grid",
@@ -238,36 +292,33 @@ impl WalaGenerator {
         )
     }
 
-    /// Samples one latent from `condition` (model-frame points; `None` for an unconditional
-    /// model) and decodes it. `progress` sees the sampler's steps and may cancel.
+    /// Samples one latent from `condition` (`None` for an unconditional model) and decodes it.
+    /// `progress` sees the sampler's steps and may cancel.
     pub fn generate(
         &self,
-        condition: Option<&[[f32; 3]]>,
+        condition: Option<&ConditionInput>,
         options: &GenerateOptions,
         progress: Progress,
     ) -> Result<Generated, GenerateError> {
         let device = Device::Cpu;
+        let refuse = |m: String| Err(GenerateError::Condition(format!("{} {m}", self.name)));
         let tokens = match (self.condition(), condition) {
             (Condition::None, None) => None,
-            (Condition::None, Some(_)) => {
-                return Err(GenerateError::Condition(format!(
-                    "{} is unconditional and takes no point cloud",
-                    self.name
-                )));
-            }
-            (Condition::PointCloud { .. }, Some(points)) if !points.is_empty() => {
+            (Condition::None, Some(_)) => return refuse("is unconditional and takes no condition".into()),
+            (Condition::PointCloud { .. }, Some(ConditionInput::Points(points))) if !points.is_empty() => {
                 let flat: Vec<f32> = points.iter().flatten().copied().collect();
                 let points = Tensor::from_vec(flat, (1, points.len(), 3), &device)?;
                 Some(self.diffusion.encode_points(&points)?)
             }
-            (Condition::PointCloud { .. }, _) => {
-                return Err(GenerateError::Condition(format!("{} needs a point cloud", self.name)));
+            (Condition::PointCloud { .. }, _) => return refuse("needs a point cloud".into()),
+            (Condition::Voxel { .. }, Some(ConditionInput::Voxels(grid))) => {
+                Some(self.diffusion.encode_voxels(&grid.tensor(&device)?)?)
             }
             (Condition::Voxel { .. }, _) => {
-                return Err(GenerateError::Condition(format!(
-                    "{} is voxel-conditioned; its voxel encoder is not ported yet",
-                    self.name
-                )));
+                return refuse(format!(
+                    "needs a {r}³ voxel grid",
+                    r = self.voxel_resolution().unwrap_or(0)
+                ));
             }
         };
         let ctx = self.diffusion.context(tokens.as_ref())?;
@@ -291,12 +342,7 @@ impl WalaGenerator {
 /// The condition point cloud of a loaded asset: a point cloud's points (a seeded subset of
 /// `count` when it has more), `count` area-weighted samples of a mesh's surface, or an `N × 3`
 /// array; framed as `framing` says.
-pub fn condition_points(
-    asset: &Asset,
-    count: usize,
-    seed: u64,
-    framing: Framing,
-) -> Result<ConditionPoints, GenerateError> {
+pub fn condition_points(asset: &Asset, count: usize, seed: u64, framing: Framing) -> Result<Prepared, GenerateError> {
     let bad = |m: String| Err(GenerateError::Condition(m));
     let points: Vec<[f32; 3]> = match asset {
         Asset::PointCloud(cloud) => subsample(&cloud.points, count, seed),
@@ -322,7 +368,51 @@ pub fn condition_points(
             ));
         }
     };
-    frame_points(points, framing)
+    let (points, centre, scale) = frame_points(points, framing)?;
+    Ok(Prepared {
+        input: ConditionInput::Points(points),
+        centre,
+        scale,
+    })
+}
+
+/// The occupancy of a closed mesh on an `r`³ grid of cells over `[-1, 1]³` (cell centres tested
+/// inside by ray parity), its box framed as `framing` says. Upstream's voxel models read
+/// ready-made voxel JSON; voxelising a mesh this way is our addition.
+pub fn voxelize(mesh: &Mesh, r: usize, framing: Framing) -> Result<Prepared, GenerateError> {
+    let (_, centre, scale) = frame_points(mesh.positions.clone(), framing)?;
+    let inside = crate::methods::metrics::shape::InsideTest::new(mesh);
+    let cell = |i: usize| -1.0 + (i as f32 + 0.5) * 2.0 / r as f32;
+    let mut occupancy = vec![0f32; r * r * r];
+    for x in 0..r {
+        for y in 0..r {
+            for z in 0..r {
+                let p = [cell(x), cell(y), cell(z)];
+                let q = [0, 1, 2].map(|k| centre[k] + p[k] / scale);
+                if inside.contains(q) {
+                    occupancy[(x * r + y) * r + z] = 1.0;
+                }
+            }
+        }
+    }
+    Ok(Prepared {
+        input: ConditionInput::Voxels(VoxelGrid {
+            resolution: r,
+            occupancy,
+        }),
+        centre,
+        scale,
+    })
+}
+
+/// A voxel JSON as upstream's `run.py --voxel_files` reads it (already in the model's frame).
+pub fn voxel_json(text: &str) -> Result<Prepared, GenerateError> {
+    let grid = VoxelGrid::from_json(text).map_err(GenerateError::Condition)?;
+    Ok(Prepared {
+        input: ConditionInput::Voxels(grid),
+        centre: [0.0; 3],
+        scale: 1.0,
+    })
 }
 
 fn subsample(points: &[[f32; 3]], count: usize, seed: u64) -> Vec<[f32; 3]> {
@@ -340,8 +430,12 @@ fn subsample(points: &[[f32; 3]], count: usize, seed: u64) -> Vec<[f32; 3]> {
     idx[..count].iter().map(|&i| points[i]).collect()
 }
 
-/// Places `points` in the model's frame.
-pub fn frame_points(points: Vec<[f32; 3]>, framing: Framing) -> Result<ConditionPoints, GenerateError> {
+/// Points in the model's frame, with the centre and scale that map them back.
+pub type Framed = (Vec<[f32; 3]>, [f32; 3], f32);
+
+/// Places `points` in the model's frame: the framed points, and the centre and scale that map
+/// them back (`input = centre + model / scale`).
+pub fn frame_points(points: Vec<[f32; 3]>, framing: Framing) -> Result<Framed, GenerateError> {
     if points.is_empty() {
         return Err(GenerateError::Condition("the point cloud is empty".into()));
     }
@@ -351,11 +445,7 @@ pub fn frame_points(points: Vec<[f32; 3]>, framing: Framing) -> Result<Condition
         ));
     }
     if framing == Framing::AsGiven {
-        return Ok(ConditionPoints {
-            points,
-            centre: [0.0; 3],
-            scale: 1.0,
-        });
+        return Ok((points, [0.0; 3], 1.0));
     }
     let (mut lo, mut hi) = ([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]);
     for p in &points {
@@ -374,7 +464,7 @@ pub fn frame_points(points: Vec<[f32; 3]>, framing: Framing) -> Result<Condition
         .iter()
         .map(|p| [0, 1, 2].map(|k| (p[k] - centre[k]) * scale))
         .collect();
-    Ok(ConditionPoints { points, centre, scale })
+    Ok((points, centre, scale))
 }
 
 #[cfg(test)]
@@ -384,17 +474,22 @@ mod tests {
     #[test]
     fn fitting_centres_the_box_and_maps_back() {
         let pts = vec![[1.0, 2.0, 3.0], [3.0, 2.5, 3.5], [2.0, 3.0, 4.0]];
-        let c = frame_points(pts.clone(), Framing::Fit).unwrap();
-        let max = c.points.iter().flatten().fold(0.0f32, |m, v| m.max(v.abs()));
+        let (framed, centre, scale) = frame_points(pts.clone(), Framing::Fit).unwrap();
+        let max = framed.iter().flatten().fold(0.0f32, |m, v| m.max(v.abs()));
         assert!((max - WALA_EXTENT).abs() < 1e-6, "{max}");
-        for (p, q) in pts.iter().zip(&c.points) {
+        let c = Prepared {
+            input: ConditionInput::Points(framed.clone()),
+            centre,
+            scale,
+        };
+        for (p, q) in pts.iter().zip(&framed) {
             let back = c.to_input(*q);
             for k in 0..3 {
                 assert!((back[k] - p[k]).abs() < 1e-5);
             }
         }
-        let given = frame_points(pts.clone(), Framing::AsGiven).unwrap();
-        assert_eq!(given.points, pts);
+        let (given, ..) = frame_points(pts.clone(), Framing::AsGiven).unwrap();
+        assert_eq!(given, pts);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::app::notify::Log;
 use crate::core::jobs::{self, JobError, JobHandle};
 use crate::core::manifest::Entry;
 use crate::core::{Asset, Mesh};
-use crate::methods::wala::generate::{Framing, GenerateOptions, WALA_POINTS, WalaGenerator, condition_points};
+use crate::methods::wala::generate::{Framing, GenerateOptions, WALA_POINTS, WalaGenerator};
 use crate::methods::wala::latent::LatentModel;
 use crate::methods::wala::uvit::{Condition, SampleOptions};
 use crate::render::{Coloring, Geometry, Scene, SceneObject};
@@ -163,15 +163,17 @@ impl GenerateRuntime {
     }
 }
 
-/// Loaded assets a point-cloud model can take: meshes, point clouds and N × 3 arrays.
-fn condition_assets(session: &Session) -> Vec<(u64, String)> {
+/// Loaded assets the model can take: meshes, point clouds and N × 3 arrays for a point-cloud
+/// model; meshes (voxelised) for a voxel model.
+fn condition_assets(session: &Session, condition: &Condition) -> Vec<(u64, String)> {
+    let voxels = matches!(condition, Condition::Voxel { .. });
     session
         .assets
         .iter()
         .filter(|a| match &a.asset {
             Asset::Mesh(m) => !m.triangles.is_empty(),
-            Asset::PointCloud(p) => !p.points.is_empty(),
-            Asset::Tensors(ts) => ts.iter().any(|t| matches!(t.shape(), [_, 3])),
+            Asset::PointCloud(p) => !voxels && !p.points.is_empty(),
+            Asset::Tensors(ts) => !voxels && ts.iter().any(|t| matches!(t.shape(), [_, 3])),
             _ => false,
         })
         .map(|a| (a.id, a.name.clone()))
@@ -204,19 +206,20 @@ pub fn start(session: &mut Session, settings: &GenerateSettings) {
     let job = jobs::spawn("WaLa generation", waker, move |ctx| {
         let started = std::time::Instant::now();
         ctx.set(0.0, "preparing the condition");
-        let points = condition
+        let prepared = condition
             .as_ref()
             .map(|(name, _, asset)| {
-                condition_points(asset, WALA_POINTS, options.seed, framing)
+                generator
+                    .prepare(asset, WALA_POINTS, options.seed, framing)
                     .map_err(|e| JobError::Failed(format!("{name}: {e}")))
             })
             .transpose()?;
         ctx.check()?;
         let mut progress = crate::core::diffusion::job_progress(ctx, "sampling step");
-        let generated = generator.generate(points.as_ref().map(|c| c.points.as_slice()), &options, &mut progress)?;
+        let generated = generator.generate(prepared.as_ref().map(|c| &c.input), &options, &mut progress)?;
         ctx.set(1.0, "meshing");
         let mut mesh = generator.mesh(&generated)?;
-        if let (Some(m), Some(c)) = (mesh.as_mut(), &points) {
+        if let (Some(m), Some(c)) = (mesh.as_mut(), &prepared) {
             for p in &mut m.positions {
                 *p = c.to_input(*p);
             }
@@ -227,7 +230,7 @@ pub fn start(session: &mut Session, settings: &GenerateSettings) {
             "model": {"name": generator.name, "folder": generator.folder, "checkpoint_sha256": generator.sha256},
             "autoencoder": if generator.autoencoder_in_checkpoint { serde_json::json!("the checkpoint's own") } else { serde_json::json!({"name": generator.autoencoder.name, "sha256": generator.autoencoder.sha256}) },
             "condition": condition.as_ref().map(|(name, path, _)| serde_json::json!({
-                "name": name, "path": path, "points": points.as_ref().map_or(0, |c| c.points.len()),
+                "name": name, "path": path, "input": prepared.as_ref().map(|c| c.input.describe()),
                 "framing": if framing == Framing::Fit { "box fitted to ±0.9, shape mapped back" } else { "as given" },
             })),
             "steps": options.sample.steps, "guidance": options.sample.guidance,
@@ -306,19 +309,22 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
     let kind = match generator.condition() {
         Condition::None => "unconditional",
         Condition::PointCloud { .. } => "point-cloud conditioned",
-        Condition::Voxel { .. } => "voxel conditioned (not supported yet)",
+        Condition::Voxel { .. } => "voxel conditioned",
     };
     ui.label(format!("model {} ({kind})", generator.name))
         .on_hover_text(generator.describe());
-    let needs_points = generator.condition() != Condition::None;
-    if needs_points {
-        let choices = condition_assets(session);
+    let needs_condition = generator.condition() != Condition::None;
+    if needs_condition {
+        let choices = condition_assets(session, &generator.condition());
         let rt = &mut session.shapes.generate;
         if rt.condition.is_none_or(|id| !choices.iter().any(|(c, _)| *c == id)) {
             rt.condition = choices.first().map(|(id, _)| *id);
         }
         if choices.is_empty() {
-            ui.weak("Load a point cloud or a mesh to condition on.");
+            ui.weak(match generator.condition() {
+                Condition::Voxel { .. } => "Load a closed mesh to voxelise as the condition.",
+                _ => "Load a point cloud or a mesh to condition on.",
+            });
         }
         let name = |id: Option<u64>| {
             choices
@@ -326,7 +332,7 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
                 .find(|(c, _)| Some(*c) == id)
                 .map_or_else(String::new, |(_, n)| n.clone())
         };
-        egui::ComboBox::new("wala-gen-condition", "points from")
+        egui::ComboBox::new("wala-gen-condition", "condition")
             .selected_text(name(rt.condition))
             .show_ui(ui, |ui| {
                 for (id, n) in &choices {
@@ -334,7 +340,7 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
                 }
             });
         ui.checkbox(&mut settings.fit, "fit to WaLa's frame")
-            .on_hover_text("Centre the points' box and scale it to ±0.9 (the shape is mapped back); off: the points are already in WaLa's frame");
+            .on_hover_text("Centre the condition's box and scale it to ±0.9 (the shape is mapped back); off: it is already in WaLa's frame");
     }
     ui.horizontal(|ui| {
         ui.add(
@@ -363,7 +369,10 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
             job.cancel();
         }
     } else if ui
-        .add_enabled(!needs_points || rt.condition.is_some(), egui::Button::new("Generate"))
+        .add_enabled(
+            !needs_condition || rt.condition.is_some(),
+            egui::Button::new("Generate"),
+        )
         .on_hover_text("Sample a latent, decode it and mesh its zero level set")
         .clicked()
     {

@@ -8,7 +8,8 @@
 //! Volumes ray-march through a window with a colormap, an opacity per voxel and an opacity curve
 //! across the window (`transfer`: drag, add and remove its points).
 //!
-//! WaLa's diffusion model generates a shape from a loaded point cloud or mesh (`generate`).
+//! WaLa's diffusion model generates a shape from a loaded point cloud or mesh (`generate`; a mesh
+//! is voxelised for a voxel-conditioned model).
 
 mod generate;
 mod iso;
@@ -391,7 +392,7 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut ShapesSettings, session: &mut Se
     ui.separator();
     export_section(ui, session);
     ui.separator();
-    ui.weak("Not built yet (issue #7): voxel and image conditions for WaLa's diffusion model, and a trained demo diffusion model.");
+    ui.weak("Not built yet (issue #7): image, sketch, depth and multi-view conditions for WaLa's diffusion model, and a trained demo diffusion model.");
 }
 
 /// Where iso-surfaces are meshed: the GPU toggle, or why the CPU does it.

@@ -106,8 +106,8 @@ pub enum Condition {
         tokens: usize,
         pc_dims: usize,
     },
-    /// 16³ voxel grids: `voxel_dim³` tokens of `voxel_context_dim` channels. The voxel encoder
-    /// (`Encoder_Down_2`) is not ported: such a model runs from precomputed tokens only.
+    /// 16³ voxel grids through `Encoder_Down_2`: `voxel_dim³` tokens of `voxel_context_dim`
+    /// channels.
     Voxel { context_dim: usize, tokens: usize },
 }
 

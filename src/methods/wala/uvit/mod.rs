@@ -12,8 +12,9 @@
 //! | `PointNet_Large` | [`PointNetLarge`] (`pointnet.rs`) |
 //! | `SpacedDiffusion(space_timesteps(T, [K]))`, `p_sample_loop` | [`schedule`] and the shared [`crate::core::diffusion::Ddpm`] |
 //!
-//! Not ported: the plain DiT (`network_type "latent_dit"`), the voxel encoder `Encoder_Down_2`
-//! (voxel-conditioned networks load and run from precomputed tokens), `PointNet_Simple`, and the
+//! | `Encoder_Down_2` and upstream's voxel JSON | [`VoxelEncoder`], [`VoxelGrid`] (`voxels.rs`) |
+//!
+//! Not ported: the plain DiT (`network_type "latent_dit"`), `PointNet_Simple`, and the
 //! image/depth/multi-view conditions (DINOv2, camera embeddings). See `PARITY.md`.
 
 mod blocks;
@@ -22,6 +23,7 @@ mod layers;
 mod network;
 mod pointnet;
 mod sampler;
+pub mod voxels;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,6 +38,7 @@ pub use config::{BetaScheduleName, Condition, MeanType, UvitConfig, VarType};
 pub use network::LatentUvit;
 pub use pointnet::PointNetLarge;
 pub use sampler::{Context, SampleOptions, SampleStep, schedule};
+pub use voxels::{VoxelEncoder, VoxelGrid};
 
 /// Where the diffusion wrapper's keys sit in a WaLa `checkpoint.ckpt`.
 pub const NETWORK_PREFIX: &str = "network.";
@@ -97,6 +100,8 @@ pub struct LatentDiffusion {
     pub condition: Option<ConditionPath>,
     /// The point-cloud encoder (`None` for other conditions).
     pub encoder: Option<PointNetLarge>,
+    /// The voxel encoder `Encoder_Down_2` (`None` for other conditions).
+    pub voxel_encoder: Option<VoxelEncoder>,
     cfg: UvitConfig,
 }
 
@@ -123,10 +128,15 @@ impl LatentDiffusion {
             } => Some(PointNetLarge::load(vb.pp("encoder"), context_dim, pc_dims, tokens)?),
             _ => None,
         };
+        let voxel_encoder = match condition {
+            Condition::Voxel { context_dim, .. } => Some(VoxelEncoder::load(vb.pp("encoder"), context_dim)?),
+            _ => None,
+        };
         Ok(Self {
             network: LatentUvit::load(net.pp("unet"), cfg)?,
             condition: path,
             encoder,
+            voxel_encoder,
             cfg: cfg.clone(),
         })
     }
@@ -212,6 +222,25 @@ impl LatentDiffusion {
         match points.dims() {
             [_, n, 3] if *n > 0 => Ok(enc.forward(&points.to_dtype(DType::F32)?)?),
             dims => Err(UvitError::Shape(format!("points are (B, N, 3), got {dims:?}"))),
+        }
+    }
+
+    /// Occupancy grids `(B, 1, R, R, R)` → condition tokens `(B, voxel_dim³, Dc)`
+    /// (`Encoder_Down_2`, then `extract_input_features`' permute and flatten).
+    pub fn encode_voxels(&self, grids: &Tensor) -> Result<Tensor, UvitError> {
+        let enc = self
+            .voxel_encoder
+            .as_ref()
+            .ok_or_else(|| UvitError::Config("this model is not conditioned on voxels".into()))?;
+        let want = self.cfg.voxel_dim.unwrap_or(0);
+        match grids.dims() {
+            [_, 1, a, b, c] if [*a, *b, *c].iter().all(|&n| n.div_ceil(2) == want) => {
+                Ok(enc.tokens(&grids.to_dtype(DType::F32)?)?)
+            }
+            dims => Err(UvitError::Shape(format!(
+                "voxel grids are (B, 1, R, R, R) with R = {} (voxel_dim {want}), got {dims:?}",
+                2 * want
+            ))),
         }
     }
 

@@ -20,24 +20,34 @@ pub fn conv3(vb: VarBuilder, cin: usize, cout: usize) -> Result<Conv3d> {
     Conv3d::load(vb, cin, cout, [3; 3], Conv3dConfig::uniform(1, 1), true)
 }
 
-/// `ResBlock(C, C)`: `x + conv(SiLU(GN(conv(SiLU(GN(x))))))`. In WaLa's autoencoder every
-/// ResBlock keeps its width, so the skip is the identity; dropout sits at `out_layers.2`, which is
-/// why the second conv's keys are `out_layers.3`.
+/// `ResBlock(C, C′)`: `skip(x) + conv(SiLU(GN(conv(SiLU(GN(x))))))`. In WaLa's autoencoder every
+/// ResBlock keeps its width, so the skip is the identity; the voxel encoder's `ResBlock_V` that
+/// widens (64 → 128) has a 3³ convolution `skip_connection` instead. Dropout sits at
+/// `out_layers.2`, which is why the second conv's keys are `out_layers.3`.
 #[derive(Clone, Debug)]
 pub struct ResBlock {
     in_norm: GroupNorm,
     in_conv: Conv3d,
     out_norm: GroupNorm,
     out_conv: Conv3d,
+    skip: Option<Conv3d>,
 }
 
 impl ResBlock {
     pub fn load(vb: VarBuilder, channels: usize) -> Result<Self> {
+        Self::load_widening(vb, channels, channels)
+    }
+
+    /// From `cin` to `cout` channels (a `skip_connection` conv when they differ).
+    pub fn load_widening(vb: VarBuilder, cin: usize, cout: usize) -> Result<Self> {
         Ok(Self {
-            in_norm: GroupNorm::load(vb.pp("in_norm"), GROUPS, channels, NORM_EPS)?,
-            in_conv: conv3(vb.pp("in_conv"), channels, channels)?,
-            out_norm: GroupNorm::load(vb.pp("out_layers.0"), GROUPS, channels, NORM_EPS)?,
-            out_conv: conv3(vb.pp("out_layers.3"), channels, channels)?,
+            in_norm: GroupNorm::load(vb.pp("in_norm"), GROUPS, cin, NORM_EPS)?,
+            in_conv: conv3(vb.pp("in_conv"), cin, cout)?,
+            out_norm: GroupNorm::load(vb.pp("out_layers.0"), GROUPS, cout, NORM_EPS)?,
+            out_conv: conv3(vb.pp("out_layers.3"), cout, cout)?,
+            skip: (cin != cout)
+                .then(|| conv3(vb.pp("skip_connection"), cin, cout))
+                .transpose()?,
         })
     }
 }
@@ -46,7 +56,32 @@ impl Module for ResBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.in_conv.forward(&self.in_norm.forward_silu(x)?)?;
         let h = self.out_conv.forward(&self.out_norm.forward_silu(&h)?)?;
-        x + h
+        match &self.skip {
+            Some(skip) => skip.forward(x)? + h,
+            None => x + h,
+        }
+    }
+}
+
+/// `Sequential(GroupNorm32, SiLU, conv3)`: keys `.0.*` and `.2.*`.
+#[derive(Clone, Debug)]
+pub struct OutConv {
+    norm: GroupNorm,
+    conv: Conv3d,
+}
+
+impl OutConv {
+    pub fn load(vb: VarBuilder, cin: usize, cout: usize) -> Result<Self> {
+        Ok(Self {
+            norm: GroupNorm::load(vb.pp("0"), GROUPS, cin, NORM_EPS)?,
+            conv: conv3(vb.pp("2"), cin, cout)?,
+        })
+    }
+}
+
+impl Module for OutConv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.conv.forward(&self.norm.forward_silu(x)?)
     }
 }
 

@@ -13,7 +13,7 @@
 //! Shapes are not fixed to 46/12: the input side must be `4G − 2` for grid `G` (`grid_size`), which
 //! lets parity tests run tiny configurations. See `PARITY.md`.
 
-mod blocks;
+pub(crate) mod blocks;
 mod quantizer;
 
 use std::path::Path;
@@ -23,9 +23,9 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::core::ops::{Conv3d, GroupNorm};
+use crate::core::ops::Conv3d;
 use crate::core::weights::{LoadOptions, LoadReport, WeightsError, build_model, load_checkpoint};
-use blocks::{GROUPS, GridTransformer, NORM_EPS, ResBlock, avg_pool_3s2p1, conv3, drop_last_planes, upsample2};
+use blocks::{GROUPS, GridTransformer, OutConv, ResBlock, avg_pool_3s2p1, conv3, drop_last_planes, upsample2};
 pub use quantizer::{Nearest, Quantized, Quantizer};
 
 /// Upstream's `get_encoder` / `get_decoder` fix the width and the heads (not in `args.json`), and
@@ -129,28 +129,6 @@ impl VqVaeConfig {
     /// The side of the tree the encoder takes: `4G − 2` (46 for WaLa's 12).
     pub fn input_side(&self) -> usize {
         4 * self.grid_size - 2
-    }
-}
-
-/// `Sequential(GroupNorm32, SiLU, conv3)`: keys `.0.*` and `.2.*`.
-#[derive(Clone, Debug)]
-struct OutConv {
-    norm: GroupNorm,
-    conv: Conv3d,
-}
-
-impl OutConv {
-    fn load(vb: VarBuilder, cin: usize, cout: usize) -> Result<Self> {
-        Ok(Self {
-            norm: GroupNorm::load(vb.pp("0"), GROUPS, cin, NORM_EPS)?,
-            conv: conv3(vb.pp("2"), cin, cout)?,
-        })
-    }
-}
-
-impl Module for OutConv {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.conv.forward(&self.norm.forward_silu(x)?)
     }
 }
 
