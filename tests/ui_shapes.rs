@@ -347,27 +347,7 @@ fn a_wala_diffusion_model_generates_a_shape_from_a_loaded_mesh() {
         Default::default(),
     );
     // The condition: an octahedron away from WaLa's frame, loaded as a user would.
-    let mesh = latent_workbench::core::Mesh {
-        positions: vec![
-            [5.0, 0.0, 0.0],
-            [7.0, 0.0, 0.0],
-            [6.0, 1.0, 0.0],
-            [6.0, -1.0, 0.0],
-            [6.0, 0.0, 1.0],
-            [6.0, 0.0, -1.0],
-        ],
-        triangles: vec![
-            [0, 3, 4],
-            [0, 4, 2],
-            [0, 2, 5],
-            [0, 5, 3],
-            [1, 4, 3],
-            [1, 2, 4],
-            [1, 5, 2],
-            [1, 3, 5],
-        ],
-        ..Default::default()
-    };
+    let mesh = wala::octahedron([6.0, 0.0, 0.0], 1.0);
     let mesh_path = dir.path().join("octahedron.obj");
     latent_workbench::io::mesh::write(&mesh_path, &mesh).unwrap();
     let mut h = harness(Launch {

@@ -201,7 +201,7 @@ fn a_voxel_model_generates_from_upstreams_voxel_json_and_from_a_voxelised_mesh()
         .unwrap();
     assert_eq!(a.latent.values().unwrap().0, [4, 6, 6, 6]);
     // A closed mesh, voxelised: an octahedron fills its cells near the centre, not the corners.
-    let mesh = octahedron([6.0, 0.0, 0.0], 1.0);
+    let mesh = wala::octahedron([6.0, 0.0, 0.0], 1.0);
     let prepared = generator
         .prepare(&latent_workbench::core::Asset::Mesh(mesh), 1000, 0, Framing::Fit)
         .unwrap();
@@ -233,29 +233,4 @@ fn a_voxel_model_generates_from_upstreams_voxel_json_and_from_a_voxelised_mesh()
         .err()
         .unwrap();
     assert!(err.to_string().contains("needs a 16³ voxel grid"), "{err}");
-}
-
-fn octahedron(c: [f32; 3], r: f32) -> latent_workbench::core::Mesh {
-    let p = |d: [f32; 3]| [c[0] + r * d[0], c[1] + r * d[1], c[2] + r * d[2]];
-    latent_workbench::core::Mesh {
-        positions: vec![
-            p([-1.0, 0.0, 0.0]),
-            p([1.0, 0.0, 0.0]),
-            p([0.0, 1.0, 0.0]),
-            p([0.0, -1.0, 0.0]),
-            p([0.0, 0.0, 1.0]),
-            p([0.0, 0.0, -1.0]),
-        ],
-        triangles: vec![
-            [0, 3, 4],
-            [0, 4, 2],
-            [0, 2, 5],
-            [0, 5, 3],
-            [1, 4, 3],
-            [1, 2, 4],
-            [1, 5, 2],
-            [1, 3, 5],
-        ],
-        ..Default::default()
-    }
 }

@@ -9,6 +9,8 @@ use latent_workbench::methods::wala::uvit::{VoxelEncoder, VoxelGrid};
 use std::collections::HashMap;
 use std::path::Path;
 
+mod common;
+
 const CONTEXT_DIM: usize = 8;
 
 fn fixture() -> HashMap<String, Tensor> {
@@ -58,17 +60,8 @@ fn encoder_keys_and_tokens_match_the_reference() {
     params.load(&filled).unwrap();
     let tokens = encoder.tokens(&fx["grid"]).unwrap();
     assert_eq!(tokens.dims(), &[2, 512, CONTEXT_DIM]);
-    let want = &fx["tokens"];
-    let err = (&tokens - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    assert!(err <= 1e-5 * scale.max(1.0), "max |Δ| {err} against |max| {scale}");
+    let err = common::rel_err(&tokens, &fx["tokens"]);
+    assert!(err <= 1e-5, "relative error {err}");
 }
 
 #[test]

@@ -106,3 +106,30 @@ pub fn randomise(
         })
         .collect()
 }
+
+/// A closed octahedron of half-diagonal `r` around `c` (a small condition mesh).
+#[allow(dead_code)] // tests/cli.rs includes this module without using it
+pub fn octahedron(c: [f32; 3], r: f32) -> latent_workbench::core::Mesh {
+    let p = |d: [f32; 3]| [c[0] + r * d[0], c[1] + r * d[1], c[2] + r * d[2]];
+    latent_workbench::core::Mesh {
+        positions: vec![
+            p([-1.0, 0.0, 0.0]),
+            p([1.0, 0.0, 0.0]),
+            p([0.0, 1.0, 0.0]),
+            p([0.0, -1.0, 0.0]),
+            p([0.0, 0.0, 1.0]),
+            p([0.0, 0.0, -1.0]),
+        ],
+        triangles: vec![
+            [0, 3, 4],
+            [0, 4, 2],
+            [0, 2, 5],
+            [0, 5, 3],
+            [1, 4, 3],
+            [1, 2, 4],
+            [1, 5, 2],
+            [1, 3, 5],
+        ],
+        ..Default::default()
+    }
+}

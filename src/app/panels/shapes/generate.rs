@@ -246,19 +246,10 @@ pub fn start(session: &mut Session, settings: &GenerateSettings) {
     session.shapes.generate.job = Some(job);
 }
 
-/// Registered WaLa-family autoencoders (the decoders a diffusion model may stand on).
-fn autoencoders(session: &Session) -> Vec<Entry> {
-    session
-        .models
-        .iter()
-        .filter(|m| m.manifest.family == "wala")
-        .cloned()
-        .collect()
-}
-
 pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut Session) {
     ui.strong("Generate (WaLa diffusion)");
-    let models = autoencoders(session);
+    // Registered WaLa-family autoencoders: the decoders a diffusion model may stand on.
+    let models = super::latent::wala_models(session);
     let waker = session.waker.clone();
     session.shapes.generate.ensure_open(settings, &models, waker.clone());
     let rt = &mut session.shapes.generate;

@@ -187,7 +187,7 @@ fn zero_surface(sdf: &crate::methods::wala::wavelet::Array3, affine: Affine) -> 
 }
 
 /// WaLa-family models the session knows.
-fn wala_models(session: &Session) -> Vec<Entry> {
+pub(super) fn wala_models(session: &Session) -> Vec<Entry> {
     session
         .models
         .iter()
