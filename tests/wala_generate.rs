@@ -70,7 +70,7 @@ fn a_self_contained_folder_generates_the_same_shape_for_the_same_seed() {
         .map(|(k, t)| (format!("{CHECKPOINT_PREFIX}{k}"), t))
         .collect();
     let folder = wala::random_wala_diffusion(&dir.path().join("WaLa-PC-tiny"), 5, vq_args, ae);
-    let generator = WalaGenerator::open(&folder, None).unwrap();
+    let generator = WalaGenerator::open(&folder, None, &candle_core::Device::Cpu).unwrap();
     assert!(generator.autoencoder_in_checkpoint);
     assert_eq!(generator.autoencoder.grid, 64);
     assert!(
@@ -130,7 +130,7 @@ fn cancelling_stops_the_sampler_and_says_so() {
     wala::random_wala_model(&ae_dir, "wala-ae", 3);
     let ae = LatentModel::from_entry(&find_entry(ae_dir.to_str().unwrap(), "wala").unwrap()).unwrap();
     let folder = wala::random_wala_diffusion(&dir.path().join("pc"), 5, serde_json::json!({}), HashMap::new());
-    let generator = WalaGenerator::open(&folder, Some(ae)).unwrap();
+    let generator = WalaGenerator::open(&folder, Some(ae), &candle_core::Device::Cpu).unwrap();
     assert!(!generator.autoencoder_in_checkpoint);
     assert!(generator.describe().contains("wala-ae"), "{}", generator.describe());
     let pts = ConditionInput::Points(sphere_points(64, [0.0; 3], 0.5));
@@ -153,21 +153,30 @@ fn cancelling_stops_the_sampler_and_says_so() {
 #[test]
 fn broken_folders_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let err = WalaGenerator::open(&dir.path().join("absent"), None)
+    let err = WalaGenerator::open(&dir.path().join("absent"), None, &candle_core::Device::Cpu)
         .err()
         .unwrap()
         .to_string();
     assert!(err.contains("absent") && err.contains("not a folder"), "{err}");
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let err = WalaGenerator::open(&empty, None).err().unwrap().to_string();
+    let err = WalaGenerator::open(&empty, None, &candle_core::Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("checkpoint.ckpt"), "{err}");
     // A checkpoint without the autoencoder it needs (and no stand-in): the missing key is named.
     let folder = wala::random_wala_diffusion(&dir.path().join("pc"), 5, serde_json::json!({}), HashMap::new());
-    let err = WalaGenerator::open(&folder, None).err().unwrap().to_string();
+    let err = WalaGenerator::open(&folder, None, &candle_core::Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("max_depth") || err.contains("e_dim"), "{err}");
     std::fs::write(folder.join("args.json"), b"{ not json").unwrap();
-    let err = WalaGenerator::open(&folder, None).err().unwrap().to_string();
+    let err = WalaGenerator::open(&folder, None, &candle_core::Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("args.json") && err.contains("not JSON"), "{err}");
 }
 
@@ -184,7 +193,7 @@ fn a_voxel_model_generates_from_upstreams_voxel_json_and_from_a_voxelised_mesh()
         "voxel_context_dim": 32,
     });
     let folder = wala::random_wala_diffusion(&dir.path().join("WaLa-VX-tiny"), 9, args, HashMap::new());
-    let generator = WalaGenerator::open(&folder, Some(ae)).unwrap();
+    let generator = WalaGenerator::open(&folder, Some(ae), &candle_core::Device::Cpu).unwrap();
     assert_eq!(generator.voxel_resolution(), Some(16));
     assert!(
         generator.describe().contains("voxel conditioned (16³)"),

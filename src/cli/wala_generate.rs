@@ -67,7 +67,7 @@ pub fn run(args: &WalaGenerateArgs) -> anyhow::Result<()> {
             Ok(LatentModel::from_entry(&entry)?)
         })
         .transpose()?;
-    let generator = WalaGenerator::open(&args.model, autoencoder)?;
+    let generator = WalaGenerator::open(&args.model, autoencoder, &crate::core::device::device().device)?;
     let framing = if args.as_given { Framing::AsGiven } else { Framing::Fit };
     let condition: Option<Prepared> = match &args.condition {
         Some(path) if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) => {
@@ -142,6 +142,7 @@ pub fn run(args: &WalaGenerateArgs) -> anyhow::Result<()> {
         "steps": args.steps,
         "guidance": args.guidance,
         "guidance_used": generator.diffusion.config().guided(),
+        "device": crate::core::device::device().name,
         "seed": args.seed,
         "grid": generator.autoencoder.grid,
         "latent_shape": shape,

@@ -83,6 +83,9 @@ pub struct WalaGenerator {
     pub autoencoder: LatentModel,
     /// Whether the autoencoder came from the same checkpoint (else a registered model).
     pub autoencoder_in_checkpoint: bool,
+    /// Where the diffusion model runs (the autoencoder decodes on the CPU, as `LatentModel`
+    /// does everywhere).
+    pub device: Device,
 }
 
 /// How a condition point cloud is placed in WaLa's grid.
@@ -180,8 +183,9 @@ pub fn find_checkpoint(folder: &Path) -> Result<PathBuf, GenerateError> {
 }
 
 impl WalaGenerator {
-    /// Opens a WaLa model folder; `autoencoder` replaces the checkpoint's own.
-    pub fn open(folder: &Path, autoencoder: Option<LatentModel>) -> Result<Self, GenerateError> {
+    /// Opens a WaLa model folder, its diffusion model on `device`; `autoencoder` replaces the
+    /// checkpoint's own.
+    pub fn open(folder: &Path, autoencoder: Option<LatentModel>, device: &Device) -> Result<Self, GenerateError> {
         let checkpoint = find_checkpoint(folder)?;
         let args = read_args(folder)?;
         let cfg = UvitConfig::from_args_json(&args)?;
@@ -192,7 +196,7 @@ impl WalaGenerator {
             folder: folder.to_path_buf(),
             problem: e.to_string(),
         })?;
-        let (diffusion, _) = LatentDiffusion::from_checkpoint(&checkpoint, &cfg, &Device::Cpu)?;
+        let (diffusion, _) = LatentDiffusion::from_checkpoint(&checkpoint, &cfg, device)?;
         let in_checkpoint = autoencoder.is_none();
         let autoencoder = match autoencoder {
             Some(model) => model,
@@ -224,6 +228,7 @@ impl WalaGenerator {
             diffusion,
             autoencoder,
             autoencoder_in_checkpoint: in_checkpoint,
+            device: device.clone(),
         })
     }
 
@@ -300,19 +305,19 @@ impl WalaGenerator {
         options: &GenerateOptions,
         progress: Progress,
     ) -> Result<Generated, GenerateError> {
-        let device = Device::Cpu;
+        let device = &self.device;
         let refuse = |m: String| Err(GenerateError::Condition(format!("{} {m}", self.name)));
         let tokens = match (self.condition(), condition) {
             (Condition::None, None) => None,
             (Condition::None, Some(_)) => return refuse("is unconditional and takes no condition".into()),
             (Condition::PointCloud { .. }, Some(ConditionInput::Points(points))) if !points.is_empty() => {
                 let flat: Vec<f32> = points.iter().flatten().copied().collect();
-                let points = Tensor::from_vec(flat, (1, points.len(), 3), &device)?;
+                let points = Tensor::from_vec(flat, (1, points.len(), 3), device)?;
                 Some(self.diffusion.encode_points(&points)?)
             }
             (Condition::PointCloud { .. }, _) => return refuse("needs a point cloud".into()),
             (Condition::Voxel { .. }, Some(ConditionInput::Voxels(grid))) => {
-                Some(self.diffusion.encode_voxels(&grid.tensor(&device)?)?)
+                Some(self.diffusion.encode_voxels(&grid.tensor(device)?)?)
             }
             (Condition::Voxel { .. }, _) => {
                 return refuse(format!(
@@ -323,8 +328,11 @@ impl WalaGenerator {
         };
         let ctx = self.diffusion.context(tokens.as_ref())?;
         let mut rng = Rng::new(options.seed);
-        let x_t = self.diffusion.initial_noise(1, &mut rng, &device)?;
-        let grid = self.diffusion.sample(&ctx, &x_t, &options.sample, &mut rng, progress)?;
+        let x_t = self.diffusion.initial_noise(1, &mut rng, device)?;
+        let grid = self
+            .diffusion
+            .sample(&ctx, &x_t, &options.sample, &mut rng, progress)?
+            .to_device(&Device::Cpu)?;
         let latent = Latent { grid };
         let decoded = self.autoencoder.decode(&latent)?;
         Ok(Generated { latent, decoded })

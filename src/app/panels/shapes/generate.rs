@@ -136,7 +136,11 @@ impl GenerateRuntime {
                 .transpose()
                 .map_err(|e| JobError::Failed(e.to_string()))?;
             ctx.check()?;
-            Ok(Arc::new(WalaGenerator::open(&folder, autoencoder)?))
+            Ok(Arc::new(WalaGenerator::open(
+                &folder,
+                autoencoder,
+                &crate::core::device::device().device,
+            )?))
         }));
     }
 
