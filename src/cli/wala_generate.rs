@@ -6,7 +6,9 @@
 use super::{print_json, progress};
 use crate::core::jobs::JobError;
 use crate::core::latent::LatentTensor;
-use crate::methods::wala::generate::{Framing, GenerateOptions, Prepared, WALA_POINTS, WalaGenerator, voxel_json};
+use crate::methods::wala::generate::{
+    Framing, GenerateOptions, OPERATION, Prepared, WALA_POINTS, WalaGenerator, voxel_json,
+};
 use crate::methods::wala::latent::LatentModel;
 use crate::methods::wala::uvit::SampleOptions;
 use anyhow::{Context, anyhow, bail};
@@ -102,17 +104,14 @@ pub fn run(args: &WalaGenerateArgs) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     // An SDF without a zero level set is a (poor) result, not an error: the empty mesh and its
     // provenance are written, and the report says so.
-    let mut mesh = generator.mesh(&generated)?.unwrap_or_default();
+    let mesh = generator
+        .mesh_in_input_frame(&generated, condition.as_ref())?
+        .unwrap_or_default();
     if mesh.triangles.is_empty() {
         eprintln!(
             "warning: the generated SDF has no zero level set; {} holds no triangles",
             args.output.display()
         );
-    }
-    if let Some(c) = &condition {
-        for p in &mut mesh.positions {
-            *p = c.to_input(*p);
-        }
     }
     let (shape, values) = generated.latent.values()?;
     if let Some(path) = &args.latent {
@@ -137,7 +136,7 @@ pub fn run(args: &WalaGenerateArgs) -> anyhow::Result<()> {
         "condition": args.condition.as_ref().map(|p| json!({
             "file": p,
             "input": condition.as_ref().map(|c| c.input.describe()),
-            "framing": if args.as_given { "as given" } else { "box fitted to ±0.9, mesh mapped back" },
+            "framing": condition.as_ref().map(Prepared::framing_note),
         })),
         "steps": args.steps,
         "guidance": args.guidance,
@@ -157,7 +156,7 @@ pub fn run(args: &WalaGenerateArgs) -> anyhow::Result<()> {
         "program": "latent-workbench",
         "version": crate::VERSION,
         "made_by": {
-            "operation": "WaLa generation: respaced DDPM sampling with classifier-free guidance from seeded noise, nearest codes, VQ-VAE decoder, inverse wavelet transform, marching cubes at 0",
+            "operation": OPERATION,
             "report": report,
         },
     });

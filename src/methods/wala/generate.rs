@@ -124,6 +124,8 @@ pub struct Prepared {
     /// `input = centre + model / scale`.
     pub centre: [f32; 3],
     pub scale: f32,
+    /// How the input was placed (a voxel JSON is always taken as given).
+    pub framing: Framing,
 }
 
 impl Prepared {
@@ -131,7 +133,18 @@ impl Prepared {
     pub fn to_input(&self, p: [f32; 3]) -> [f32; 3] {
         [0, 1, 2].map(|k| self.centre[k] + p[k] / self.scale)
     }
+
+    /// The framing in words, for reports.
+    pub fn framing_note(&self) -> &'static str {
+        match self.framing {
+            Framing::Fit => "box fitted to ±0.9, shape mapped back",
+            Framing::AsGiven => "as given",
+        }
+    }
 }
+
+/// What generation does, in words, for provenance.
+pub const OPERATION: &str = "WaLa generation: respaced DDPM sampling with classifier-free guidance from seeded noise, nearest codes, VQ-VAE decoder, inverse wavelet transform, marching cubes at 0";
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GenerateOptions {
@@ -345,6 +358,22 @@ impl WalaGenerator {
         super::roundtrip::zero_surface(&generated.decoded.sdf, affine)
             .map_err(|e| GenerateError::Latent(LatentError::Tree(e.to_string())))
     }
+
+    /// [`WalaGenerator::mesh`] mapped back into the frame of the input `prepared` came from
+    /// (the model's frame when there is no condition).
+    pub fn mesh_in_input_frame(
+        &self,
+        generated: &Generated,
+        prepared: Option<&Prepared>,
+    ) -> Result<Option<Mesh>, GenerateError> {
+        let mut mesh = self.mesh(generated)?;
+        if let (Some(m), Some(c)) = (mesh.as_mut(), prepared) {
+            for p in &mut m.positions {
+                *p = c.to_input(*p);
+            }
+        }
+        Ok(mesh)
+    }
 }
 
 /// The condition point cloud of a loaded asset: a point cloud's points (a seeded subset of
@@ -381,6 +410,7 @@ pub fn condition_points(asset: &Asset, count: usize, seed: u64, framing: Framing
         input: ConditionInput::Points(points),
         centre,
         scale,
+        framing,
     })
 }
 
@@ -410,6 +440,7 @@ pub fn voxelize(mesh: &Mesh, r: usize, framing: Framing) -> Result<Prepared, Gen
         }),
         centre,
         scale,
+        framing,
     })
 }
 
@@ -420,6 +451,7 @@ pub fn voxel_json(text: &str) -> Result<Prepared, GenerateError> {
         input: ConditionInput::Voxels(grid),
         centre: [0.0; 3],
         scale: 1.0,
+        framing: Framing::AsGiven,
     })
 }
 
@@ -489,6 +521,7 @@ mod tests {
             input: ConditionInput::Points(framed.clone()),
             centre,
             scale,
+            framing: Framing::Fit,
         };
         for (p, q) in pts.iter().zip(&framed) {
             let back = c.to_input(*q);

@@ -8,7 +8,7 @@ use crate::app::notify::Log;
 use crate::core::jobs::{self, JobError, JobHandle};
 use crate::core::manifest::Entry;
 use crate::core::{Asset, Mesh};
-use crate::methods::wala::generate::{Framing, GenerateOptions, WALA_POINTS, WalaGenerator};
+use crate::methods::wala::generate::{Framing, GenerateOptions, OPERATION, Prepared, WALA_POINTS, WalaGenerator};
 use crate::methods::wala::latent::LatentModel;
 use crate::methods::wala::uvit::{Condition, SampleOptions};
 use crate::render::{Coloring, Geometry, Scene, SceneObject};
@@ -222,20 +222,15 @@ pub fn start(session: &mut Session, settings: &GenerateSettings) {
         let mut progress = crate::core::diffusion::job_progress(ctx, "sampling step");
         let generated = generator.generate(prepared.as_ref().map(|c| &c.input), &options, &mut progress)?;
         ctx.set(1.0, "meshing");
-        let mut mesh = generator.mesh(&generated)?;
-        if let (Some(m), Some(c)) = (mesh.as_mut(), &prepared) {
-            for p in &mut m.positions {
-                *p = c.to_input(*p);
-            }
-        }
+        let mesh = generator.mesh_in_input_frame(&generated, prepared.as_ref())?;
         let seconds = started.elapsed().as_secs_f64();
         let provenance = serde_json::json!({
-            "operation": "WaLa generation: respaced DDPM sampling with classifier-free guidance from seeded noise, nearest codes, VQ-VAE decoder, inverse wavelet transform, marching cubes at 0",
+            "operation": OPERATION,
             "model": {"name": generator.name, "folder": generator.folder, "checkpoint_sha256": generator.sha256},
             "autoencoder": if generator.autoencoder_in_checkpoint { serde_json::json!("the checkpoint's own") } else { serde_json::json!({"name": generator.autoencoder.name, "sha256": generator.autoencoder.sha256}) },
             "condition": condition.as_ref().map(|(name, path, _)| serde_json::json!({
                 "name": name, "path": path, "input": prepared.as_ref().map(|c| c.input.describe()),
-                "framing": if framing == Framing::Fit { "box fitted to ±0.9, shape mapped back" } else { "as given" },
+                "framing": prepared.as_ref().map(Prepared::framing_note),
             })),
             "steps": options.sample.steps, "guidance": options.sample.guidance,
             "guidance_used": generator.diffusion.config().guided(), "seed": options.seed,
