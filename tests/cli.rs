@@ -366,6 +366,37 @@ fn wildfusion_render_with_a_model_encodes_blends_and_records_it() {
 }
 
 #[test]
+fn wala_generate_uses_the_shipped_demo_model_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mesh_path = dir.path().join("octahedron.obj");
+    latent_workbench::io::mesh::write(&mesh_path, &wala::octahedron([2.0, 0.0, 0.0], 0.5)).unwrap();
+    let out = dir.path().join("shape.obj");
+    let v = json(&[
+        "wala-generate",
+        "--condition",
+        s(&mesh_path),
+        "--steps",
+        "10",
+        "--point-count",
+        "2000",
+        "-o",
+        s(&out),
+        "--json",
+    ]);
+    assert_eq!(v["model"], "wala-shapes-diffusion");
+    assert_eq!(v["latent_shape"], serde_json::json!([4, 6, 6, 6]));
+    assert!(v["triangles"].as_u64().unwrap() > 0, "{v}");
+    // A name that is neither a folder nor a registered model is refused by name.
+    let bad = run(&["wala-generate", "--model", "no-such-model", "-o", s(&out)]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("no-such-model") && err.contains("wala-shapes-diffusion"),
+        "{err}"
+    );
+}
+
+#[test]
 fn wala_generate_samples_a_shape_from_points_and_records_it() {
     use latent_workbench::core::latent::LatentTensor;
     let dir = tempfile::tempdir().unwrap();
@@ -469,7 +500,17 @@ fn wala_generate_samples_a_shape_from_points_and_records_it() {
     ]);
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("needs a point cloud"), "{err}");
+    // A registered autoencoder's folder is not a diffusion model; a bare folder without a
+    // checkpoint is named with what it lacks.
     let bad = run(&["wala-generate", "--model", s(&ae), "-o", s(&out)]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("a wala model, not wala-diffusion"),
+        "{err}"
+    );
+    let bare = dir.path().join("bare");
+    std::fs::create_dir(&bare).unwrap();
+    let bad = run(&["wala-generate", "--model", s(&bare), "-o", s(&out)]);
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("checkpoint.ckpt"), "{err}");
 }

@@ -355,7 +355,11 @@ fn a_wala_diffusion_model_generates_a_shape_from_a_loaded_mesh() {
         files: vec![mesh_path],
         ..Launch::default()
     });
-    h.state_mut().session.models.retain(|m| m.manifest.family != "wala");
+    // Without the shipped demo diffusion model, so that no model opens by itself.
+    h.state_mut()
+        .session
+        .models
+        .retain(|m| m.manifest.family != "wala" && m.manifest.family != "wala-diffusion");
     h.state_mut().session.models.push(entry);
     settle(&mut h);
     // No model open: the section says what a WaLa model folder is.
@@ -402,4 +406,31 @@ fn a_wala_diffusion_model_generates_a_shape_from_a_loaded_mesh() {
     // The panel's line (the log says it too).
     let line = format!("{} triangles in {:.1} s", m.triangles.len(), result.seconds);
     assert!(h.get_all_by_label_contains(&line).count() >= 1, "{line}");
+}
+
+#[test]
+fn the_shipped_demo_diffusion_model_opens_by_itself_and_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mesh_path = dir.path().join("octahedron.obj");
+    latent_workbench::io::mesh::write(&mesh_path, &wala::octahedron([0.0, 3.0, 0.0], 2.0)).unwrap();
+    let mut h = harness(Launch {
+        tab: Some("shapes".into()),
+        files: vec![mesh_path],
+        ..Launch::default()
+    });
+    h.state_mut().state.shapes.generate.steps = 5;
+    settle(&mut h);
+    let rt = &h.state().session.shapes.generate;
+    assert_eq!(rt.error, None);
+    let generator = rt.generator.as_ref().expect("the demo model opened without a folder");
+    assert_eq!(generator.name, "wala-shapes-diffusion");
+    assert_eq!(h.state().state.shapes.generate.folder, None, "nothing to persist");
+    h.get_by_label_contains("The shipped demo model");
+    h.get_by_label("Generate").click();
+    settle(&mut h);
+    let rt = &h.state().session.shapes.generate;
+    assert_eq!(rt.error, None);
+    let result = rt.result.as_ref().expect("a shape was generated");
+    assert_eq!(result.provenance["model"]["name"], "wala-shapes-diffusion");
+    assert!(result.mesh.is_some(), "the demo model decodes a surface for a solid");
 }

@@ -243,3 +243,76 @@ fn a_voxel_model_generates_from_upstreams_voxel_json_and_from_a_voxelised_mesh()
         .unwrap();
     assert!(err.to_string().contains("needs a 16³ voxel grid"), "{err}");
 }
+
+/// The shipped demo diffusion model (`models/wala-shapes-diffusion`, a self-contained folder with
+/// its autoencoder) turns the surface points of solids it never saw into shapes that match them:
+/// each generated shape overlaps its own solid more than it overlaps the other solids.
+#[test]
+fn the_shipped_demo_model_generates_held_out_solids_from_their_points() {
+    use latent_workbench::methods::wala::demo_diffusion::example;
+    use latent_workbench::methods::wala::demo_train::HELDOUT_SEED_BASE;
+    use latent_workbench::methods::wala::generate::{DEMO_MODEL, resolve_model};
+    let folder = resolve_model(DEMO_MODEL).unwrap();
+    let generator = WalaGenerator::open(&folder, None, &candle_core::Device::Cpu).unwrap();
+    assert!(generator.autoencoder_in_checkpoint);
+    let solids: Vec<_> = (0..3)
+        .map(|i| example(HELDOUT_SEED_BASE + i, &generator.autoencoder).unwrap())
+        .collect();
+    let generated: Vec<_> = solids
+        .iter()
+        .map(|s| {
+            let g = generator
+                .generate(
+                    Some(&ConditionInput::Points(s.points.clone())),
+                    &GenerateOptions::default(),
+                    &mut no_progress(),
+                )
+                .unwrap();
+            g.decoded.sdf
+        })
+        .collect();
+    for (i, solid) in solids.iter().enumerate() {
+        let own = LatentModel::iou(&solid.sdf, &generated[i]);
+        assert!(own > 0.3, "held-out solid {i}: IoU {own:.3}");
+        for (j, other) in generated.iter().enumerate().filter(|(j, _)| *j != i) {
+            let cross = LatentModel::iou(&solid.sdf, other);
+            assert!(
+                own > cross,
+                "solid {i}: its own shape {own:.3} vs solid {j}'s {cross:.3}"
+            );
+        }
+    }
+}
+
+/// A signed distance volume conditions through its zero level set (the Shapes tab offers loaded
+/// SDFs as conditions); a volume without a surface is refused by saying so.
+#[test]
+fn an_sdf_volume_conditions_through_its_surface() {
+    use latent_workbench::core::Asset;
+    use latent_workbench::methods::demo_data::shapes::random_solid;
+    use latent_workbench::methods::wala::generate::{DEMO_MODEL, resolve_model};
+    let generator = WalaGenerator::open(&resolve_model(DEMO_MODEL).unwrap(), None, &candle_core::Device::Cpu).unwrap();
+    let (_, shape, volume) = random_solid(5, 48, 0.02).unwrap();
+    let prepared = generator
+        .prepare(&Asset::Volume(volume.clone()), 500, 1, Framing::Fit)
+        .unwrap();
+    let ConditionInput::Points(points) = &prepared.input else {
+        panic!("a point-cloud model gets points")
+    };
+    assert_eq!(points.len(), 500);
+    let voxel = 2.0 / 48.0;
+    for p in points {
+        let q = prepared.to_input(*p).map(f64::from);
+        let d = shape.sdf(q).abs();
+        assert!(d < voxel, "a point {d:.4} off the surface (voxel {voxel:.4})");
+    }
+    // All positive: an intensity volume, not an SDF.
+    let mut flat = volume;
+    flat.data_mut().iter_mut().for_each(|v| *v = v.abs() + 1.0);
+    let err = generator
+        .prepare(&Asset::Volume(flat), 500, 1, Framing::Fit)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("not a signed distance field"), "{err}");
+}

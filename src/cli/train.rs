@@ -2,7 +2,7 @@
 //! `model.toml` manifest and `model.safetensors`). The trainers are a table: a method adds its demo
 //! models by adding rows to [`TRAINERS`].
 //!
-//! While training, a checkpoint is kept at `models/NAME/checkpoint.safetensors` (every few hundred
+//! While training, a checkpoint is kept at `models/NAME/training-checkpoint.safetensors` (every few hundred
 //! steps and on Ctrl-C); `--resume` continues from it with bit-identical results, and it is removed
 //! once the model is written.
 
@@ -29,7 +29,7 @@ pub struct TrainArgs {
     /// Seed for initialisation and data (default: the trainer's own, which the shipped model used).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Continue from NAME/checkpoint.safetensors left by an interrupted run.
+    /// Continue from NAME/training-checkpoint.safetensors left by an interrupted run.
     #[arg(long)]
     pub resume: bool,
     #[arg(long)]
@@ -61,6 +61,32 @@ impl Request {
     }
 }
 
+/// A shape in a manifest's `[latent]` table (TOML integers).
+pub(super) fn shape_value(dims: &[usize]) -> toml::Value {
+    toml::Value::Array(dims.iter().map(|&v| toml::Value::from(v as i64)).collect())
+}
+
+/// A trainer's report: the run's common numbers (steps, seed, where it resumed, seconds, the mean
+/// loss of the last `recent` steps) and the trainer's own `extra` object merged in.
+pub(super) fn run_summary(
+    req: &Request,
+    report: &crate::core::train::TrainReport,
+    recent: usize,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut summary = serde_json::json!({
+        "steps": req.steps,
+        "seed": req.seed,
+        "resumed_from": report.start_step,
+        "train_seconds": report.seconds,
+        "final_loss": report.recent_loss(recent),
+    });
+    if let (Some(all), serde_json::Value::Object(own)) = (summary.as_object_mut(), extra) {
+        all.extend(own);
+    }
+    summary
+}
+
 /// A trainer's error as the job's failure.
 pub(super) fn failed(e: impl std::fmt::Display) -> JobError {
     JobError::Failed(e.to_string())
@@ -72,6 +98,8 @@ pub struct Outcome {
     pub manifest: Manifest,
     pub weights: Vec<u8>,
     pub summary: serde_json::Value,
+    /// Other files of the model folder (name, bytes), e.g. a WaLa model's `args.json`.
+    pub extra_files: Vec<(String, Vec<u8>)>,
 }
 
 pub struct Trainer {
@@ -118,6 +146,13 @@ pub const TRAINERS: &[Trainer] = &[
         default_steps: super::train_wala::DEFAULT_STEPS,
         default_seed: 1,
         train: super::train_wala::wala_shapes_demo,
+    },
+    Trainer {
+        name: "wala-shapes-diffusion",
+        about: "small WaLa latent diffusion model (U-ViT + PointNet point-cloud condition) on wala-shapes-demo's latents",
+        default_steps: super::train_wala::DIFFUSION_STEPS,
+        default_seed: 1,
+        train: super::train_wala::wala_shapes_diffusion,
     },
     Trainer {
         name: "m2vs-demo",
@@ -174,7 +209,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let trainer = find(&args.name)?;
     let dir = args.output.join(trainer.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let checkpoint = dir.join("checkpoint.safetensors");
+    // Not `checkpoint.safetensors`: a WaLa model folder keeps its weights under that name.
+    let checkpoint = dir.join("training-checkpoint.safetensors");
     if args.resume && !checkpoint.is_file() {
         anyhow::bail!("nothing to resume (no checkpoint): {}", checkpoint.display());
     }
@@ -198,6 +234,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .map(|b| format!("{b:02x}"))
         .collect();
     crate::io::atomic::write_bytes(&weights_path, &outcome.weights)?;
+    for (name, bytes) in &outcome.extra_files {
+        crate::io::atomic::write_bytes(&dir.join(name), bytes)?;
+    }
     let manifest_path = dir.join(MANIFEST_FILE);
     let text = toml::to_string_pretty(&manifest).context("cannot serialise the manifest")?;
     crate::io::atomic::write_bytes(&manifest_path, text.as_bytes())?;
@@ -276,20 +315,21 @@ fn relreps_sprites(req: &Request, ctx: &JobContext, config: SpriteAeConfig) -> R
         preprocessing,
         latent,
     };
-    let summary = serde_json::json!({
-        "steps": req.steps,
-        "seed": req.seed,
-        "resumed_from": report.start_step,
-        "train_seconds": report.seconds,
-        "final_loss": report.recent_loss(50),
-        "heldout_accuracy": eval.accuracy,
-        "heldout_mse": eval.mse,
-        "heldout_samples": eval.samples,
-        "parameters": trained.params.count(),
-    });
+    let summary = run_summary(
+        req,
+        report,
+        50,
+        serde_json::json!({
+            "heldout_accuracy": eval.accuracy,
+            "heldout_mse": eval.mse,
+            "heldout_samples": eval.samples,
+            "parameters": trained.params.count(),
+        }),
+    );
     Ok(Outcome {
         manifest,
         weights,
         summary,
+        extra_files: Vec::new(),
     })
 }

@@ -4,7 +4,7 @@
 //!
 //! `--steps N` rescales the three stages' default step counts to N steps in all. Resume: finished
 //! stages are reloaded from `stage-*.safetensors`, the interrupted one continues from
-//! `checkpoint.safetensors` (both next to the model, removed once it is written).
+//! `training-checkpoint.safetensors` (both next to the model, removed once it is written).
 
 use super::train::{Outcome, Request, failed, write_atomic};
 use crate::core::jobs::{JobContext, JobError};
@@ -128,6 +128,7 @@ pub fn ldae_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
         manifest,
         weights,
         summary,
+        extra_files: Vec::new(),
     })
 }
 

@@ -2,7 +2,7 @@
 //! shapes (methods::motion2vecsets::demo_train), written as one bundle (`shape_ae.*`,
 //! `deform_ae.*`, `shape_denoiser.*`, `deform_denoiser.*`) that `M2vsBundle::load` reads.
 
-use super::train::{Outcome, Request, failed};
+use super::train::{Outcome, Request, failed, shape_value};
 use crate::core::jobs::{JobContext, JobError};
 use crate::core::manifest::Manifest;
 use crate::core::train::encode_tensors;
@@ -98,19 +98,11 @@ pub fn m2vs_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
     let mut latent = toml::Table::new();
     latent.insert(
         "shape".into(),
-        toml::Value::Array(
-            [cfg.shape_ae.num_latents, cfg.shape_ae.latent_dim]
-                .map(|v| toml::Value::from(v as i64))
-                .to_vec(),
-        ),
+        shape_value(&[cfg.shape_ae.num_latents, cfg.shape_ae.latent_dim]),
     );
     latent.insert(
         "deformation".into(),
-        toml::Value::Array(
-            [cfg.deform_ae.num_latents, cfg.deform_ae.latent_dim]
-                .map(|v| toml::Value::from(v as i64))
-                .to_vec(),
-        ),
+        shape_value(&[cfg.deform_ae.num_latents, cfg.deform_ae.latent_dim]),
     );
     latent.insert(
         "name".into(),
@@ -151,5 +143,6 @@ pub fn m2vs_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
         manifest,
         weights,
         summary,
+        extra_files: Vec::new(),
     })
 }

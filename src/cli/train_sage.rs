@@ -2,7 +2,7 @@
 //! diffusion prior over sprite factor codes, drawn by a differentiable renderer), see
 //! `methods::sage::demo_train`.
 
-use super::train::{Outcome, Request, failed};
+use super::train::{Outcome, Request, failed, run_summary};
 use crate::core::jobs::{JobContext, JobError};
 use crate::core::manifest::Manifest;
 use crate::core::train::encode_tensors;
@@ -102,18 +102,19 @@ pub fn sage_sprites_generator(req: &Request, ctx: &JobContext) -> Result<Outcome
         preprocessing,
         latent,
     };
-    let summary = serde_json::json!({
-        "steps": req.steps,
-        "seed": req.seed,
-        "resumed_from": trained.report.start_step,
-        "train_seconds": trained.report.seconds,
-        "final_loss": trained.report.recent_loss(100),
-        "oracle_rate": oracle,
-        "parameters": trained.params.count(),
-    });
+    let summary = run_summary(
+        req,
+        &trained.report,
+        100,
+        serde_json::json!({
+            "oracle_rate": oracle,
+            "parameters": trained.params.count(),
+        }),
+    );
     Ok(Outcome {
         manifest,
         weights,
         summary,
+        extra_files: Vec::new(),
     })
 }

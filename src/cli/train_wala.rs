@@ -2,7 +2,7 @@
 //! (methods::wala::demo_train), written with the official checkpoint's `autoencoder.` key prefix so
 //! that it loads through the same path as a WaLa `checkpoint.ckpt`.
 
-use super::train::{Outcome, Request, failed};
+use super::train::{Outcome, Request, failed, run_summary, shape_value};
 use crate::core::jobs::{JobContext, JobError};
 use crate::core::manifest::Manifest;
 use crate::core::train::encode_tensors;
@@ -67,11 +67,7 @@ pub fn wala_shapes_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobE
     let mut latent = toml::Table::new();
     latent.insert(
         "shape".into(),
-        toml::Value::Array(
-            [cfg.e_dim, cfg.grid_size, cfg.grid_size, cfg.grid_size]
-                .map(|v| toml::Value::from(v as i64))
-                .to_vec(),
-        ),
+        shape_value(&[cfg.e_dim, cfg.grid_size, cfg.grid_size, cfg.grid_size]),
     );
     latent.insert(
         "name".into(),
@@ -95,18 +91,116 @@ pub fn wala_shapes_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobE
         preprocessing,
         latent,
     };
-    let summary = serde_json::json!({
-        "steps": req.steps,
-        "seed": req.seed,
-        "resumed_from": trained.report.start_step,
-        "train_seconds": trained.report.seconds,
-        "final_loss": trained.report.recent_loss(50),
-        "heldout": eval,
-        "parameters": trained.params.count(),
-    });
+    let summary = run_summary(
+        req,
+        &trained.report,
+        50,
+        serde_json::json!({
+            "heldout": eval,
+            "parameters": trained.params.count(),
+        }),
+    );
     Ok(Outcome {
         manifest,
         weights,
         summary,
+        extra_files: Vec::new(),
+    })
+}
+
+/// Steps of the shipped diffusion model (see `models/README.md` for its time and numbers).
+pub const DIFFUSION_STEPS: usize = 4000;
+const DIFFUSION_CHECKPOINT_EVERY: usize = 200;
+/// The autoencoder whose latents the diffusion model learns (it is copied into the checkpoint).
+const DIFFUSION_AUTOENCODER: &str = "wala-shapes-demo";
+
+/// `train wala-shapes-diffusion`: a WaLa model folder as upstream publishes one (`args.json` +
+/// `checkpoint.safetensors` holding `network.`, `encoder.` and the autoencoder's `autoencoder.`
+/// keys), with a `model.toml` so the registry finds it.
+pub fn wala_shapes_diffusion(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
+    use crate::methods::wala::demo_diffusion::{self, DiffusionSettings, STORED_POINTS, TRAIN_POINTS};
+    use crate::methods::wala::generate::{ARGS_FILE, CHECKPOINT_FILES};
+    use crate::methods::wala::latent::LatentModel;
+    let entry = crate::core::manifest::find_entry(DIFFUSION_AUTOENCODER, "wala").map_err(failed)?;
+    let ae = LatentModel::from_entry(&entry).map_err(failed)?;
+    let ae_tensors = candle_core::safetensors::load(entry.weights_path(), &candle_core::Device::Cpu).map_err(failed)?;
+    let settings = DiffusionSettings::demo(req.steps, req.seed);
+    let policy = req.checkpoint_policy(DIFFUSION_CHECKPOINT_EVERY);
+    let trained = demo_diffusion::train(&settings, &ae, ctx, Some(policy), req.resume_from())?;
+    let eval = demo_diffusion::evaluate(&trained.model, &ae, &trained.train_set, &settings, ctx)?;
+    let mut tensors = trained.params.tensors();
+    let mut ae_keys: Vec<_> = ae_tensors.into_iter().collect();
+    ae_keys.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors.extend(ae_keys);
+    let mut meta = BTreeMap::new();
+    meta.insert("name".to_string(), req.name.to_string());
+    meta.insert("seed".to_string(), req.seed.to_string());
+    meta.insert("autoencoder".to_string(), entry.manifest.name.clone());
+    meta.insert("autoencoder_sha256".to_string(), entry.manifest.sha256.clone());
+    let weights = encode_tensors(&tensors, &meta).map_err(failed)?;
+    let args = serde_json::to_vec_pretty(&trained.args).map_err(failed)?;
+    let description = format!(
+        "Demo WaLa latent diffusion model (WaLa's Latent_UVIT at width 128 with 4 cross-attention blocks, PointNet_Large \
+         point-cloud condition, x₀ prediction, classifier-free guidance) trained by `latent-workbench train {}` for {} \
+         steps with seed {} on the latents that {} gives {} procedural solids, each conditioned on {} of {} points on \
+         its surface. On {} held-out solids, sampled in {} steps with guidance {}: IoU {:.3} against the solid; the \
+         solid's own latent decoded (the autoencoder's ceiling) {:.3}, the nearest training solid's latent {:.3}, the \
+         mean latent {:.3}. Procedural shapes only: not WaLa's trained model.",
+        req.name,
+        req.steps,
+        req.seed,
+        entry.manifest.name,
+        settings.train_shapes,
+        TRAIN_POINTS,
+        STORED_POINTS,
+        eval.shapes,
+        eval.sampling_steps,
+        eval.guidance,
+        eval.generated_iou,
+        eval.autoencoder_iou,
+        eval.nearest_training_iou,
+        eval.mean_latent_iou,
+    );
+    let mut preprocessing = toml::Table::new();
+    preprocessing.insert(
+        "condition".into(),
+        "points on the surface, their box fitted to ±0.9 (the app's default framing)".into(),
+    );
+    preprocessing.insert("autoencoder".into(), entry.manifest.name.clone().into());
+    preprocessing.insert("autoencoder_sha256".into(), entry.manifest.sha256.clone().into());
+    let mut latent = toml::Table::new();
+    let cfg = ae.vqvae.config();
+    latent.insert(
+        "shape".into(),
+        shape_value(&[cfg.e_dim, cfg.grid_size, cfg.grid_size, cfg.grid_size]),
+    );
+    latent.insert("name".into(), "pre-quant latent of the autoencoder".into());
+    let manifest = Manifest {
+        name: req.name.to_string(),
+        family: "wala-diffusion".into(),
+        description,
+        weights: PathBuf::from(CHECKPOINT_FILES[1]),
+        sha256: String::new(),
+        licence: entry.manifest.licence.clone(),
+        citation: entry.manifest.citation.clone(),
+        demo: true,
+        config: toml::Table::new(),
+        preprocessing,
+        latent,
+    };
+    let summary = run_summary(
+        req,
+        &trained.report,
+        100,
+        serde_json::json!({
+            "heldout": eval,
+            "parameters": trained.params.count(),
+        }),
+    );
+    Ok(Outcome {
+        manifest,
+        weights,
+        summary,
+        extra_files: vec![(ARGS_FILE.to_string(), args)],
     })
 }

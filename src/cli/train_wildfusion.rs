@@ -2,7 +2,7 @@
 //! trained through the differentiable renderer on analytic objects
 //! (methods::wildfusion::demo_train), written under the keys `Autoencoder::load_file` reads.
 
-use super::train::{Outcome, Request, failed};
+use super::train::{Outcome, Request, failed, shape_value};
 use crate::core::jobs::{JobContext, JobError};
 use crate::core::manifest::Manifest;
 use crate::core::train::encode_tensors;
@@ -89,14 +89,7 @@ pub fn wildfusion_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobEr
     );
     preprocessing.insert("heldout_seed_base".into(), (HELDOUT_SEED_BASE as i64).into());
     let mut latent = toml::Table::new();
-    latent.insert(
-        "shape".into(),
-        toml::Value::Array(
-            [cfg.latent_channels, ls, ls]
-                .map(|v| toml::Value::from(v as i64))
-                .to_vec(),
-        ),
-    );
+    latent.insert("shape".into(), shape_value(&[cfg.latent_channels, ls, ls]));
     latent.insert("name".into(), "2D KL latent Z (posterior mean)".into());
     let manifest = Manifest {
         name: req.name.to_string(),
@@ -130,5 +123,6 @@ pub fn wildfusion_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobEr
         manifest,
         weights,
         summary,
+        extra_files: Vec::new(),
     })
 }

@@ -7,7 +7,7 @@ use super::{print_json, progress};
 use crate::core::jobs::JobError;
 use crate::core::latent::LatentTensor;
 use crate::methods::wala::generate::{
-    Framing, GenerateOptions, OPERATION, Prepared, WALA_POINTS, WalaGenerator, voxel_json,
+    DEMO_MODEL, Framing, GenerateOptions, OPERATION, Prepared, WALA_POINTS, WalaGenerator, resolve_model, voxel_json,
 };
 use crate::methods::wala::latent::LatentModel;
 use crate::methods::wala::uvit::SampleOptions;
@@ -17,9 +17,10 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct WalaGenerateArgs {
-    /// A WaLa model folder: args.json and checkpoint.ckpt (or checkpoint.safetensors).
-    #[arg(long)]
-    pub model: PathBuf,
+    /// A WaLa model folder (args.json and checkpoint.ckpt or checkpoint.safetensors), or the
+    /// name of a registered one; by default the shipped demo model.
+    #[arg(long, default_value = DEMO_MODEL)]
+    pub model: String,
     /// The condition. A point-cloud model takes a point cloud (PLY, an N × 3 .npy) or a mesh
     /// (OBJ, PLY, STL, GLB) sampled on its surface; a voxel model takes upstream's voxel JSON
     /// (`resolution`, `occupancy`, `color`) or a closed mesh, voxelised.
@@ -69,7 +70,8 @@ pub fn run(args: &WalaGenerateArgs) -> anyhow::Result<()> {
             Ok(LatentModel::from_entry(&entry)?)
         })
         .transpose()?;
-    let generator = WalaGenerator::open(&args.model, autoencoder, &crate::core::device::device().device)?;
+    let folder = resolve_model(&args.model)?;
+    let generator = WalaGenerator::open(&folder, autoencoder, &crate::core::device::device().device)?;
     let framing = if args.as_given { Framing::AsGiven } else { Framing::Fit };
     let condition: Option<Prepared> = match &args.condition {
         Some(path) if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) => {

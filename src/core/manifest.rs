@@ -11,7 +11,15 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The method families the app knows how to run.
-pub const FAMILIES: [&str; 6] = ["ldae", "wala", "motion2vecsets", "relreps", "sage", "wildfusion"];
+pub const FAMILIES: [&str; 7] = [
+    "ldae",
+    "wala",
+    "wala-diffusion",
+    "motion2vecsets",
+    "relreps",
+    "sage",
+    "wildfusion",
+];
 pub const MANIFEST_FILE: &str = "model.toml";
 
 #[derive(Debug, thiserror::Error)]

@@ -80,7 +80,12 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, session: &Session, commands: &mut
         }
         ui.menu_button("Register a checkpoint...", |ui| {
             ui.label("Family:");
-            for family in crate::core::manifest::FAMILIES {
+            // A WaLa diffusion model is a folder (args.json beside the checkpoint), opened from
+            // the Shapes tab, not a single checkpoint file.
+            let single_file = crate::core::manifest::FAMILIES
+                .into_iter()
+                .filter(|f| *f != crate::methods::wala::generate::DIFFUSION_FAMILY);
+            for family in single_file {
                 if ui.button(family).clicked() {
                     commands.push(Command::AddModelDialog {
                         family: family.to_string(),

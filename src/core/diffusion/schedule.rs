@@ -139,6 +139,14 @@ impl Schedule {
     pub fn alphas_cumprod(&self) -> &[f64] {
         &self.alphas_cumprod
     }
+    /// `(√ᾱ, √(1−ᾱ))` of every entry in f32: what a trainer noises with,
+    /// `x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε`.
+    pub fn noising_coefficients(&self) -> (Vec<f32>, Vec<f32>) {
+        self.alphas_cumprod
+            .iter()
+            .map(|a| (a.sqrt() as f32, (1.0 - a).sqrt() as f32))
+            .unzip()
+    }
     /// ᾱ of entry `i`.
     pub fn alpha_cumprod(&self, i: usize) -> f64 {
         self.alphas_cumprod[i]

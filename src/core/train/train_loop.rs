@@ -119,6 +119,18 @@ impl TrainLoop {
         self
     }
 
+    /// A run's persistence as the demo trainers take it: checkpoints per `policy` when given, and
+    /// the state of the checkpoint at `resume` when given (read and checked against this run).
+    pub fn persisted(mut self, policy: Option<CheckpointPolicy>, resume: Option<&Path>) -> Result<Self> {
+        if let Some(policy) = policy {
+            self = self.checkpoints(policy);
+        }
+        if let Some(path) = resume {
+            self.resume(&Checkpoint::read(path)?, path)?;
+        }
+        Ok(self)
+    }
+
     /// Extra header metadata for checkpoints (config, model name); `seed` is added.
     pub fn metadata(mut self, metadata: BTreeMap<String, String>) -> Self {
         self.metadata = metadata;

@@ -9,7 +9,7 @@ use super::prior::{LatentPrior, PriorConfig};
 use super::renderer::{self, CODE_DIM};
 use crate::core::jobs::JobContext;
 use crate::core::train::{
-    AdamWConfig, Checkpoint, CheckpointPolicy, LrSchedule, Result, SeededParams, TrainError, TrainLoop, TrainReport,
+    AdamWConfig, CheckpointPolicy, LrSchedule, Result, SeededParams, TrainError, TrainLoop, TrainReport,
 };
 use crate::methods::demo_data::sprites::Factors;
 use candle_core::{DType, Device, Tensor};
@@ -80,12 +80,7 @@ pub fn train_prior(
         .clamp(1e-4, f64::MAX)?;
     let data = z.broadcast_sub(&latent_mean)?.broadcast_div(&latent_std)?;
     let schedule = prior_schedule(PRIOR_DIFFUSION_STEPS).map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let sqrt_ac: Vec<f32> = schedule.alphas_cumprod().iter().map(|a| a.sqrt() as f32).collect();
-    let sqrt_1mac: Vec<f32> = schedule
-        .alphas_cumprod()
-        .iter()
-        .map(|a| (1.0 - a).sqrt() as f32)
-        .collect();
+    let (sqrt_ac, sqrt_1mac) = schedule.noising_coefficients();
 
     let config = demo_prior_config();
     let params = SeededParams::new(seed);
@@ -100,13 +95,8 @@ pub fn train_prior(
     meta.insert("architecture".to_string(), "latent_prior_mlp".to_string());
     let mut lp = TrainLoop::new(params.clone(), AdamWConfig::default(), lr, steps, seed)?
         .clip_grad_norm(1.0)
-        .metadata(meta);
-    if let Some(policy) = checkpoint {
-        lp = lp.checkpoints(policy);
-    }
-    if let Some(path) = resume {
-        lp.resume(&Checkpoint::read(path)?, path)?;
-    }
+        .metadata(meta)
+        .persisted(checkpoint, resume)?;
     let d = config.latent_dim;
     let report = lp.run(ctx, |_, rng| {
         let rows: Vec<u32> = (0..PRIOR_BATCH)

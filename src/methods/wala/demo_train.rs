@@ -38,7 +38,7 @@ use crate::methods::demo_data::shapes::random_solid;
 /// The demo's SDF grid.
 pub const DEMO_GRID: usize = 64;
 /// Solids must fill at least this share of the grid (as `demo-data shapes`).
-const MIN_FILL: f64 = 0.02;
+pub const MIN_FILL: f64 = 0.02;
 /// Commitment weight β (upstream's `beta`).
 pub const BETA: f64 = 0.25;
 /// Extra weight of the tree cells that touch the solid.
@@ -183,14 +183,8 @@ pub fn train(
         settings.seed,
     )?
     .clip_grad_norm(1.0)
-    .metadata(meta);
-    if let Some(policy) = checkpoint {
-        lp = lp.checkpoints(policy);
-    }
-    if let Some(path) = resume {
-        let ck = crate::core::train::Checkpoint::read(path)?;
-        lp.resume(&ck, path)?;
-    }
+    .metadata(meta)
+    .persisted(checkpoint, resume)?;
     let levels = level_weights(&layout, &device)?;
     let n = trees.len();
     let mut last_used = vec![0usize; cfg.n_e];

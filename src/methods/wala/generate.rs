@@ -16,9 +16,9 @@ use candle_core::{Device, Tensor};
 use super::latent::{Decoded, Latent, LatentError, LatentModel};
 use super::uvit::{Condition, LatentDiffusion, SampleOptions, UvitConfig, UvitError, VoxelGrid};
 use super::vqvae::{VqVaeConfig, VqVaeError};
-use crate::core::Mesh;
 use crate::core::asset::Asset;
 use crate::core::diffusion::{Progress, Rng};
+use crate::core::{Mesh, Volume};
 
 /// The hyper-parameters file of a WaLa model folder.
 pub const ARGS_FILE: &str = "args.json";
@@ -39,6 +39,9 @@ pub enum GenerateError {
     Folder { folder: PathBuf, problem: String },
     #[error("{0}")]
     Mismatch(String),
+    /// A model name or registered folder that does not resolve to a diffusion model.
+    #[error("{0}")]
+    Model(String),
     #[error("condition: {0}")]
     Condition(String),
     #[error(transparent)]
@@ -171,6 +174,26 @@ fn read_args(folder: &Path) -> Result<serde_json::Value, GenerateError> {
     serde_json::from_str(&text).map_err(|e| bad(format!("{ARGS_FILE} is not JSON: {e}")))
 }
 
+/// The registry family of WaLa diffusion-model folders that carry a `model.toml` beside
+/// `args.json` and the checkpoint (the demo model does).
+pub const DIFFUSION_FAMILY: &str = "wala-diffusion";
+/// The shipped demo diffusion model, used when no model is named.
+pub const DEMO_MODEL: &str = "wala-shapes-diffusion";
+
+/// The model folder `spec` names: a folder as given (WaLa's layout), or a registered diffusion
+/// model (its name, or a folder with a `model.toml`), whose checkpoint is then checked against the
+/// recorded sha256.
+pub fn resolve_model(spec: &str) -> Result<PathBuf, GenerateError> {
+    let path = Path::new(spec);
+    if path.is_dir() && !path.join(crate::core::manifest::MANIFEST_FILE).is_file() {
+        return Ok(path.to_path_buf());
+    }
+    // find_entry's messages name the spec already.
+    let entry = crate::core::manifest::find_entry(spec, DIFFUSION_FAMILY).map_err(GenerateError::Model)?;
+    entry.verify().map_err(|e| GenerateError::Model(e.to_string()))?;
+    Ok(entry.dir)
+}
+
 /// Whether `path` looks like a WaLa model folder (args.json beside a checkpoint), so the app can
 /// open it as a model rather than as data.
 pub fn is_model_folder(path: &Path) -> bool {
@@ -268,6 +291,15 @@ impl WalaGenerator {
         seed: u64,
         framing: Framing,
     ) -> Result<Prepared, GenerateError> {
+        // A signed distance volume conditions through its surface, like a mesh.
+        let surface;
+        let asset = match asset {
+            Asset::Volume(v) => {
+                surface = Asset::Mesh(sdf_surface(v)?);
+                &surface
+            }
+            other => other,
+        };
         match self.condition() {
             Condition::None => Err(GenerateError::Condition(format!(
                 "{} is unconditional and takes no condition",
@@ -279,7 +311,7 @@ impl WalaGenerator {
                     voxelize(mesh, self.voxel_resolution().unwrap_or(16), framing)
                 }
                 other => Err(GenerateError::Condition(format!(
-                    "a voxel-conditioned model takes a closed mesh (voxelised) or a voxel JSON, not a {}",
+                    "a voxel-conditioned model takes a closed mesh or an SDF volume (voxelised) or a voxel JSON, not a {}",
                     other.kind()
                 ))),
             },
@@ -339,14 +371,7 @@ impl WalaGenerator {
                 ));
             }
         };
-        let ctx = self.diffusion.context(tokens.as_ref())?;
-        let mut rng = Rng::new(options.seed);
-        let x_t = self.diffusion.initial_noise(1, &mut rng, device)?;
-        let grid = self
-            .diffusion
-            .sample(&ctx, &x_t, &options.sample, &mut rng, progress)?
-            .to_device(&Device::Cpu)?;
-        let latent = Latent { grid };
+        let latent = sample_latent(&self.diffusion, tokens.as_ref(), options, device, progress)?;
         let decoded = self.autoencoder.decode(&latent)?;
         Ok(Generated { latent, decoded })
     }
@@ -376,6 +401,49 @@ impl WalaGenerator {
     }
 }
 
+/// Whether `volume` can be a condition: a signed distance field, negative inside, so its first
+/// frame holds values of both signs.
+pub fn is_sdf_volume(volume: &Volume) -> bool {
+    let frame = volume.frame(0);
+    frame.iter().any(|&v| v < 0.0) && frame.iter().any(|&v| v > 0.0)
+}
+
+/// The zero level set of a signed distance volume (negative inside) in world coordinates.
+fn sdf_surface(volume: &Volume) -> Result<Mesh, GenerateError> {
+    use crate::methods::isosurface::{Inside, IsoOptions, marching_cubes};
+    if !is_sdf_volume(volume) {
+        return Err(GenerateError::Condition(
+            "the volume is not a signed distance field (no values of both signs), so it has no surface to condition on"
+                .into(),
+        ));
+    }
+    let options = IsoOptions {
+        level: 0.0,
+        inside: Inside::Below,
+        frame: 0,
+    };
+    Ok(marching_cubes(volume, &options))
+}
+
+/// One latent sampled from encoder tokens (`None` for an unconditional model), seeded by
+/// `options.seed`, on `device` (the model's) and returned on the CPU: the diffusion half of
+/// [`WalaGenerator::generate`], which the demo trainer's evaluation runs too.
+pub fn sample_latent(
+    diffusion: &LatentDiffusion,
+    tokens: Option<&Tensor>,
+    options: &GenerateOptions,
+    device: &Device,
+    progress: Progress,
+) -> Result<Latent, GenerateError> {
+    let ctx = diffusion.context(tokens)?;
+    let mut rng = Rng::new(options.seed);
+    let x_t = diffusion.initial_noise(1, &mut rng, device)?;
+    let grid = diffusion
+        .sample(&ctx, &x_t, &options.sample, &mut rng, progress)?
+        .to_device(&Device::Cpu)?;
+    Ok(Latent { grid })
+}
+
 /// The condition point cloud of a loaded asset: a point cloud's points (a seeded subset of
 /// `count` when it has more), `count` area-weighted samples of a mesh's surface, or an `N × 3`
 /// array; framed as `framing` says.
@@ -400,7 +468,7 @@ pub fn condition_points(asset: &Asset, count: usize, seed: u64, framing: Framing
         },
         other => {
             return bad(format!(
-                "a {} is not a point cloud, a mesh or an N × 3 array",
+                "a {} is not a point cloud, a mesh, an SDF volume or an N × 3 array",
                 other.kind()
             ));
         }

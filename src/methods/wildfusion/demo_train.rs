@@ -43,8 +43,7 @@ use super::{
 use crate::core::diffusion::Rng;
 use crate::core::jobs::JobContext;
 use crate::core::train::{
-    AdamWConfig, Checkpoint, CheckpointPolicy, LrSchedule, Result, SeededParams, StepOutput, TrainError, TrainLoop,
-    TrainReport,
+    AdamWConfig, CheckpointPolicy, LrSchedule, Result, SeededParams, StepOutput, TrainError, TrainLoop, TrainReport,
 };
 
 /// Held-out scenes are drawn with this data seed (training scenes use the run's seed).
@@ -360,14 +359,8 @@ pub fn train(
     meta.insert("config".to_string(), serde_json::to_string(cfg).unwrap_or_default());
     let mut lp = TrainLoop::new(params.clone(), adamw, schedule, settings.steps, settings.seed)?
         .clip_grad_norm(1.0)
-        .metadata(meta);
-    if let Some(policy) = checkpoint {
-        lp = lp.checkpoints(policy);
-    }
-    if let Some(path) = resume {
-        let ck = Checkpoint::read(path)?;
-        lp.resume(&ck, path)?;
-    }
+        .metadata(meta)
+        .persisted(checkpoint, resume)?;
     let opts = settings.render_options();
     // Built from constant tensors, not from the `osg.*` vars: the model's own decoder folds its
     // gains with tracked ops on those vars, so rendering through it would hand them gradients and

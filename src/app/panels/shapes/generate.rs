@@ -8,7 +8,10 @@ use crate::app::notify::Log;
 use crate::core::jobs::{self, JobError, JobHandle};
 use crate::core::manifest::Entry;
 use crate::core::{Asset, Mesh};
-use crate::methods::wala::generate::{Framing, GenerateOptions, OPERATION, Prepared, WALA_POINTS, WalaGenerator};
+use crate::methods::wala::generate::{
+    DEMO_MODEL, DIFFUSION_FAMILY, Framing, GenerateOptions, OPERATION, Prepared, WALA_POINTS, WalaGenerator,
+    is_sdf_volume,
+};
 use crate::methods::wala::latent::LatentModel;
 use crate::methods::wala::uvit::{Condition, SampleOptions};
 use crate::render::{Coloring, Geometry, Scene, SceneObject};
@@ -52,6 +55,32 @@ pub struct GeneratedShape {
     pub seconds: f64,
 }
 
+/// The model to open: a folder the user chose, or the registered (demo) one.
+#[derive(Clone)]
+enum ModelChoice {
+    Folder(PathBuf),
+    Registered(Box<Entry>),
+}
+
+impl ModelChoice {
+    fn folder(&self) -> &std::path::Path {
+        match self {
+            ModelChoice::Folder(f) => f,
+            ModelChoice::Registered(e) => &e.dir,
+        }
+    }
+}
+
+/// The registered WaLa diffusion model (the shipped demo one), if any.
+fn registered_model(session: &Session) -> Option<Entry> {
+    let family = |m: &&Entry| m.manifest.family == DIFFUSION_FAMILY;
+    let models = || session.models.iter().filter(family);
+    models()
+        .find(|m| m.manifest.name == DEMO_MODEL)
+        .or_else(|| models().next())
+        .cloned()
+}
+
 /// Which model is open: the folder and the autoencoder choice it was opened with.
 type Opened = (PathBuf, Option<String>);
 
@@ -68,11 +97,13 @@ pub struct GenerateRuntime {
     job: Option<JobHandle<GeneratedShape>>,
     pub result: Option<GeneratedShape>,
     pub error: Option<String>,
+    /// `gui --tab shapes --run-demo`: generate from this asset as soon as the model is open.
+    pub demo_condition: Option<u64>,
 }
 
 impl GenerateRuntime {
     pub fn busy(&self) -> bool {
-        self.open_job.is_some() || self.pick_job.is_some() || self.job.is_some()
+        self.open_job.is_some() || self.pick_job.is_some() || self.job.is_some() || self.demo_condition.is_some()
     }
 
     pub fn poll(&mut self, settings: &mut GenerateSettings, log: &mut Log) {
@@ -93,6 +124,7 @@ impl GenerateRuntime {
                 Err(e) => {
                     self.generator = None;
                     self.error = Some(e.to_string());
+                    self.demo_condition = None;
                 }
             }
         }
@@ -114,9 +146,17 @@ impl GenerateRuntime {
         }
     }
 
-    /// Opens the settings' model unless it was asked for already.
-    fn ensure_open(&mut self, settings: &GenerateSettings, models: &[Entry], waker: Option<jobs::Waker>) {
-        let Some(folder) = settings.folder.clone() else { return };
+    /// Opens `model` (the settings' folder, or the registered demo model) unless it was asked for
+    /// already.
+    fn ensure_open(
+        &mut self,
+        model: Option<ModelChoice>,
+        settings: &GenerateSettings,
+        models: &[Entry],
+        waker: Option<jobs::Waker>,
+    ) {
+        let Some(model) = model else { return };
+        let folder = model.folder().to_path_buf();
         let want: Opened = (folder.clone(), settings.autoencoder.clone());
         if self.attempted.as_ref() == Some(&want) || self.open_job.is_some() {
             return;
@@ -130,6 +170,10 @@ impl GenerateRuntime {
         self.generator = None;
         self.error = None;
         self.open_job = Some(jobs::spawn("Open WaLa model", waker, move |ctx| {
+            if let ModelChoice::Registered(entry) = &model {
+                ctx.set(0.05, "checking the checkpoint's sha256");
+                entry.verify().map_err(|e| JobError::Failed(e.to_string()))?;
+            }
             ctx.set(0.1, "reading the checkpoint");
             let autoencoder = entry
                 .map(|e| LatentModel::from_entry(&e))
@@ -178,6 +222,8 @@ fn condition_assets(session: &Session, condition: &Condition) -> Vec<(u64, Strin
             Asset::Mesh(m) => !m.triangles.is_empty(),
             Asset::PointCloud(p) => !voxels && !p.points.is_empty(),
             Asset::Tensors(ts) => !voxels && ts.iter().any(|t| matches!(t.shape(), [_, 3])),
+            // A signed distance volume conditions through its zero level set.
+            Asset::Volume(v) => is_sdf_volume(v),
             _ => false,
         })
         .map(|a| (a.id, a.name.clone()))
@@ -192,7 +238,8 @@ pub fn start(session: &mut Session, settings: &GenerateSettings) {
         Condition::None => None,
         _ => {
             let Some(a) = rt.condition.and_then(|id| session.get(id)) else {
-                session.shapes.generate.error = Some("choose a point cloud or mesh to condition on".into());
+                session.shapes.generate.error =
+                    Some("choose a point cloud, a mesh or an SDF volume to condition on".into());
                 return;
             };
             Some((a.name.clone(), a.path.clone(), a.asset.clone()))
@@ -250,7 +297,16 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
     // Registered WaLa-family autoencoders: the decoders a diffusion model may stand on.
     let models = super::latent::wala_models(session);
     let waker = session.waker.clone();
-    session.shapes.generate.ensure_open(settings, &models, waker.clone());
+    let registered = registered_model(session);
+    let choice = match (&settings.folder, &registered) {
+        (Some(folder), _) => Some(ModelChoice::Folder(folder.clone())),
+        (None, Some(entry)) => Some(ModelChoice::Registered(Box::new(entry.clone()))),
+        (None, None) => None,
+    };
+    session
+        .shapes
+        .generate
+        .ensure_open(choice.clone(), settings, &models, waker.clone());
     let rt = &mut session.shapes.generate;
     ui.horizontal(|ui| {
         if ui
@@ -264,17 +320,29 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
                 Ok(rfd::FileDialog::new().set_title("WaLa model folder").pick_folder())
             }));
         }
-        if settings.folder.is_some()
+        if let (Some(_), Some(entry)) = (&settings.folder, &registered)
+            && ui
+                .button("Demo model")
+                .on_hover_text(format!("Back to {}", entry.manifest.name))
+                .clicked()
+        {
+            settings.folder = None;
+        }
+        if choice.is_some()
             && rt.open_job.is_none()
             && ui.button("Reload").on_hover_text("Read the folder again").clicked()
         {
             rt.attempted = None;
         }
     });
-    let Some(folder) = settings.folder.clone() else {
-        ui.weak("No model open. WaLa's published models (Hugging Face ADSKAILab/WaLa-PC-1B and others) are folders of args.json and checkpoint.ckpt; none ships with the app.");
+    let Some(choice) = choice else {
+        rt.demo_condition = None;
+        ui.weak(format!(
+            "No model open. WaLa's published models (Hugging Face ADSKAILab/WaLa-PC-1B and others) are folders of args.json and checkpoint.ckpt; `latent-workbench train {DEMO_MODEL}` makes the small demo one."
+        ));
         return;
     };
+    let folder = choice.folder().to_path_buf();
     if rt.open_job.is_some() {
         ui.horizontal(|ui| {
             ui.spinner();
@@ -303,6 +371,12 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
     };
     ui.label(format!("model {} ({kind})", generator.name))
         .on_hover_text(generator.describe());
+    if let ModelChoice::Registered(entry) = &choice
+        && entry.manifest.demo
+    {
+        ui.weak("The shipped demo model: small, trained on procedural solids only (not WaLa's)")
+            .on_hover_text(&entry.manifest.description);
+    }
     let needs_condition = generator.condition() != Condition::None;
     if needs_condition {
         let choices = condition_assets(session, &generator.condition());
@@ -312,8 +386,8 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
         }
         if choices.is_empty() {
             ui.weak(match generator.condition() {
-                Condition::Voxel { .. } => "Load a closed mesh to voxelise as the condition.",
-                _ => "Load a point cloud or a mesh to condition on.",
+                Condition::Voxel { .. } => "Load a closed mesh or an SDF volume to voxelise as the condition.",
+                _ => "Load a point cloud, a mesh or an SDF volume to condition on.",
             });
         }
         let name = |id: Option<u64>| {
@@ -351,7 +425,12 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
             settings.seed = settings.seed.wrapping_add(1);
         }
     });
-    let rt = &session.shapes.generate;
+    let rt = &mut session.shapes.generate;
+    // The demo run presses Generate once the model is open.
+    let demo_run = rt.job.is_none() && rt.demo_condition.is_some();
+    if demo_run {
+        rt.condition = rt.demo_condition.take();
+    }
     if let Some(job) = &rt.job {
         let p = job.progress();
         ui.add(egui::ProgressBar::new(p.fraction()).text(p.message()));
@@ -365,6 +444,7 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
         )
         .on_hover_text("Sample a latent, decode it and mesh its zero level set")
         .clicked()
+        || demo_run
     {
         start(session, settings);
     }

@@ -392,7 +392,7 @@ fn side_panel(ui: &mut egui::Ui, settings: &mut ShapesSettings, session: &mut Se
     ui.separator();
     export_section(ui, session);
     ui.separator();
-    ui.weak("Not built yet (issue #7): image, sketch, depth and multi-view conditions for WaLa's diffusion model, and a trained demo diffusion model.");
+    ui.weak("Not built yet (issue #7): image, sketch, depth and multi-view conditions for WaLa's diffusion model.");
 }
 
 /// Where iso-surfaces are meshed: the GPU toggle, or why the CPU does it.
@@ -646,6 +646,12 @@ fn start_demo(session: &mut Session, settings: &mut ShapesSettings) {
         settings.wavelet.show_blend = false;
         settings.latent.t = 0.5;
         latent::start(session);
+    }
+    // With a diffusion model registered (the shipped demo one), the demo also generates a shape
+    // from the second shape's surface.
+    let diffusion = crate::methods::wala::generate::DIFFUSION_FAMILY;
+    if session.models.iter().any(|m| m.manifest.family == diffusion) {
+        session.shapes.generate.demo_condition = Some(demo[1]);
     }
     session.shapes.demo_pending = false;
 }

@@ -54,6 +54,12 @@ pub struct VqVaeConfig {
     pub num_heads: usize,
 }
 
+/// `args.json` key of our own for the autoencoder's block width (upstream hard-codes 128), which
+/// the demo models (hidden 32) record.
+pub const WORKBENCH_HIDDEN_KEY: &str = "workbench_autoencoder_hidden_channel";
+/// `args.json` key of our own for the autoencoder's attention heads (upstream hard-codes 4).
+pub const WORKBENCH_HEADS_KEY: &str = "workbench_autoencoder_num_heads";
+
 /// A configuration or a tensor the autoencoder cannot take.
 #[derive(Debug, Error)]
 pub enum VqVaeError {
@@ -70,7 +76,9 @@ pub enum VqVaeError {
 impl VqVaeConfig {
     /// From a WaLa model's `args.json`: `e_dim`, `n_e`, `grid_size`, `encoder_num_tran`,
     /// `decoder_num_tran`, `normalize_latent`, and `max_depth` − `max_training_level` for the tree's
-    /// channels (coefficient index 0 → 512, 1 → 64, 2 → 8, 3 → 1).
+    /// channels (coefficient index 0 → 512, 1 → 64, 2 → 8, 3 → 1). [`WORKBENCH_HIDDEN_KEY`] and
+    /// [`WORKBENCH_HEADS_KEY`] are ours (upstream hard-codes 128 and 4); absent, they take
+    /// upstream's values.
     pub fn from_args_json(args: &serde_json::Value) -> std::result::Result<Self, VqVaeError> {
         let num = |key: &str| -> std::result::Result<usize, VqVaeError> {
             args.get(key)
@@ -96,8 +104,9 @@ impl VqVaeConfig {
             encoder_num_tran: num("encoder_num_tran").unwrap_or(0),
             decoder_num_tran: num("decoder_num_tran").unwrap_or(0),
             l2_normalize: normalize == Some("l2_norm"),
-            hidden_channel: WALA_HIDDEN,
-            num_heads: WALA_HEADS,
+            // Not upstream keys (it hard-codes both): our demo models record their smaller widths.
+            hidden_channel: num(WORKBENCH_HIDDEN_KEY).unwrap_or(WALA_HIDDEN),
+            num_heads: num(WORKBENCH_HEADS_KEY).unwrap_or(WALA_HEADS),
         };
         cfg.validate()?;
         Ok(cfg)
