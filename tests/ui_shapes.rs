@@ -43,10 +43,13 @@ fn demo_shapes_round_trip_through_the_wavelet_tree_and_blend() {
         files: vec![],
         ..Launch::default()
     });
-    // Without a WaLa-family model (one ships) the demo shows the wavelet stage's results. The
-    // demo is started as `gui --run-demo` starts it, after the models are removed: with
-    // `run_demo` it would start in the first frame, before the test could remove them.
-    h.state_mut().session.models.retain(|m| m.manifest.family != "wala");
+    // Without WaLa models (an autoencoder and a diffusion model ship) the demo shows the wavelet
+    // stage's results. The demo is started as `gui --run-demo` starts it, after the models are
+    // removed: with `run_demo` it would start in the first frame, before the test could remove them.
+    h.state_mut()
+        .session
+        .models
+        .retain(|m| m.manifest.family != "wala" && m.manifest.family != "wala-diffusion");
     h.state_mut().push(Command::AddDemoShapes);
     h.state_mut().session.shapes.demo_pending = true;
     settle(&mut h);
