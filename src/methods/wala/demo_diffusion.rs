@@ -79,7 +79,7 @@ pub fn demo_args(ae: &VqVaeConfig, resolution: usize) -> serde_json::Value {
         "diffusion_model_var_type": "FIXED_SMALL",
         "diffusion_rescale_timestep": 50,
         "max_depth": 3,
-        "max_training_level": 3 - coefficient_index(ae.in_channels),
+        "max_training_level": 3 - ae.coefficient_index(),
         "n_e": ae.n_e,
         "encoder_num_tran": ae.encoder_num_tran,
         "decoder_num_tran": ae.decoder_num_tran,
@@ -88,16 +88,6 @@ pub fn demo_args(ae: &VqVaeConfig, resolution: usize) -> serde_json::Value {
         WORKBENCH_HEADS_KEY: ae.num_heads,
         "resolution": resolution,
     })
-}
-
-/// Upstream's coefficient index of a tree with `channels` channels (512 → 0, 64 → 1, 8 → 2, 1 → 3).
-fn coefficient_index(channels: usize) -> usize {
-    match channels {
-        512 => 0,
-        64 => 1,
-        8 => 2,
-        _ => 3,
-    }
 }
 
 /// Everything that fixes a run besides the architecture.

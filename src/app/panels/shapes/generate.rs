@@ -10,7 +10,6 @@ use crate::core::manifest::Entry;
 use crate::core::{Asset, Mesh};
 use crate::methods::wala::generate::{
     DEMO_MODEL, DIFFUSION_FAMILY, Framing, GenerateOptions, OPERATION, Prepared, WALA_POINTS, WalaGenerator,
-    is_sdf_volume,
 };
 use crate::methods::wala::latent::LatentModel;
 use crate::methods::wala::uvit::{Condition, SampleOptions};
@@ -222,8 +221,9 @@ fn condition_assets(session: &Session, condition: &Condition) -> Vec<(u64, Strin
             Asset::Mesh(m) => !m.triangles.is_empty(),
             Asset::PointCloud(p) => !voxels && !p.points.is_empty(),
             Asset::Tensors(ts) => !voxels && ts.iter().any(|t| matches!(t.shape(), [_, 3])),
-            // A signed distance volume conditions through its zero level set.
-            Asset::Volume(v) => is_sdf_volume(v),
+            // A signed distance volume conditions through its zero level set (the tab knows each
+            // volume's range; scanning the voxels here would cost every frame).
+            Asset::Volume(_) => session.shapes.is_signed_volume(a.id),
             _ => false,
         })
         .map(|a| (a.id, a.name.clone()))

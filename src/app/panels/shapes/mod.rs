@@ -166,12 +166,20 @@ impl ShapesRuntime {
         self.shown.get(&asset)?.iso.as_ref().map(|iso| iso.volume.clone())
     }
 
+    /// Whether `asset` is a shown volume with values of both signs (its range, found once when it
+    /// was added): a signed distance field, negative inside.
+    pub fn is_signed_volume(&self, asset: u64) -> bool {
+        self.shown
+            .get(&asset)
+            .and_then(|s| s.iso.as_ref())
+            .is_some_and(|iso| iso.range.0 < 0.0 && iso.range.1 > 0.0)
+    }
+
     /// Shown volumes that can be signed distance fields: a cubic grid with values of both signs.
     fn sdf_volumes(&self) -> impl Iterator<Item = u64> + '_ {
         self.shown.iter().filter_map(|(id, s)| {
-            let iso = s.iso.as_ref()?;
-            let [x, y, z] = iso.volume.dims();
-            (x == y && y == z && iso.range.0 < 0.0 && iso.range.1 > 0.0).then_some(*id)
+            let [x, y, z] = s.iso.as_ref()?.volume.dims();
+            (x == y && y == z && self.is_signed_volume(*id)).then_some(*id)
         })
     }
 

@@ -135,6 +135,15 @@ impl VqVaeConfig {
         Ok(())
     }
 
+    /// Upstream's coefficient index of the tree's channels (`max_depth − max_training_level`;
+    /// 512 → 0, 64 → 1, 8 → 2, 1 → 3), the inverse of [`VqVaeConfig::from_args_json`]'s
+    /// `8^(3 − index)`.
+    pub fn coefficient_index(&self) -> usize {
+        (0..3)
+            .find(|&c| 8usize.pow(3 - c as u32) == self.in_channels)
+            .unwrap_or(3)
+    }
+
     /// The side of the tree the encoder takes: `4G − 2` (46 for WaLa's 12).
     pub fn input_side(&self) -> usize {
         4 * self.grid_size - 2
