@@ -285,9 +285,11 @@ fn the_shipped_demo_model_generates_held_out_solids_from_their_points() {
             }
         }
     }
+    // The condition steers: a shape overlaps its own solid more than the others' (the first
+    // shipped model, whose norms never left zero, gave 0.275 both ways).
     assert!(
-        own > 0.2,
-        "mean IoU with its own solid {own:.3} (the others' shapes: {cross:.3})"
+        own > 0.25 && own > cross + 0.05,
+        "mean IoU with its own solid {own:.3}, with the other solids {cross:.3}"
     );
 }
 

@@ -109,7 +109,7 @@ pub fn wala_shapes_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobE
 }
 
 /// Steps of the shipped diffusion model (see `models/README.md` for its time and numbers).
-pub const DIFFUSION_STEPS: usize = 4000;
+pub const DIFFUSION_STEPS: usize = 3000;
 const DIFFUSION_CHECKPOINT_EVERY: usize = 200;
 /// The autoencoder whose latents the diffusion model learns (it is copied into the checkpoint).
 const DIFFUSION_AUTOENCODER: &str = "wala-shapes-demo";

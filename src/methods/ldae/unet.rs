@@ -68,9 +68,18 @@ struct PointwiseConv1d {
 }
 
 impl PointwiseConv1d {
-    fn load(vb: VarBuilder, cin: usize, cout: usize) -> Result<Self> {
-        let weight = vb.get((cout, cin, 1), "weight")?.squeeze(2)?;
-        let bias = vb.get(cout, "bias")?;
+    /// A fresh one starts as torch's `nn.Conv1d` does (weight and bias uniform in ±1/√cin), or at
+    /// zero for `zero_module` layers (`start_at_zero`). Both at zero, as a bare `get` would leave
+    /// `qkv` and `proj_out`, is a dead end: no gradient reaches either.
+    fn load(vb: VarBuilder, cin: usize, cout: usize, start_at_zero: bool) -> Result<Self> {
+        let bound = 1.0 / (cin as f64).sqrt();
+        let init = if start_at_zero {
+            candle_nn::Init::Const(0.0)
+        } else {
+            candle_nn::Init::Uniform { lo: -bound, up: bound }
+        };
+        let weight = vb.get_with_hints((cout, cin, 1), "weight", init)?.squeeze(2)?;
+        let bias = vb.get_with_hints(cout, "bias", init)?;
         Ok(Self { weight, bias })
     }
 
@@ -202,8 +211,9 @@ impl AttentionBlock {
     fn load(vb: VarBuilder, channels: usize, cfg: &UNetConfig) -> Result<Self> {
         Ok(Self {
             norm: group_norm(vb.pp("norm"), channels)?,
-            qkv: PointwiseConv1d::load(vb.pp("qkv"), channels, 3 * channels)?,
-            proj_out: PointwiseConv1d::load(vb.pp("proj_out"), channels, channels)?,
+            qkv: PointwiseConv1d::load(vb.pp("qkv"), channels, 3 * channels, false)?,
+            // `zero_module(conv_nd(1, channels, channels, 1))` upstream.
+            proj_out: PointwiseConv1d::load(vb.pp("proj_out"), channels, channels, true)?,
             heads: cfg.heads_for(channels).map_err(candle_core::Error::wrap)?,
             new_order: cfg.use_new_attention_order,
         })
@@ -624,6 +634,19 @@ impl Denoiser for ShiftUNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fresh_attention_starts_with_qkv_live_and_proj_out_at_zero() {
+        let params = crate::core::train::SeededParams::new(2);
+        let vb = params.var_builder(candle_core::DType::F32, &Device::Cpu);
+        let qkv = PointwiseConv1d::load(vb.pp("qkv"), 8, 24, false).unwrap();
+        let proj = PointwiseConv1d::load(vb.pp("proj_out"), 8, 8, true).unwrap();
+        let max = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let bound = 1.0 / 8f32.sqrt();
+        assert!(max(&qkv.weight) > 0.5 * bound && max(&qkv.weight) <= bound);
+        assert!(max(&qkv.bias) > 0.0);
+        assert_eq!((max(&proj.weight), max(&proj.bias)), (0.0, 0.0));
+    }
 
     #[test]
     fn sinusoid_puts_cosine_first() {

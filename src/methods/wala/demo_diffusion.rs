@@ -368,6 +368,63 @@ mod tests {
         assert_eq!(VqVaeConfig::from_args_json(&args).unwrap(), ae);
     }
 
+    /// The regression of the first shipped model, whose condition changed nothing: every affine
+    /// LayerNorm started (and, in the q/k norms, stayed) at weight 0, so the point encoder gave the
+    /// same tokens for any cloud and attention was uniform. A fresh model must start as torch's.
+    #[test]
+    fn a_fresh_model_starts_with_live_norms_and_its_condition_matters() {
+        let args = demo_args(&super::super::demo_train::demo_config(), 64);
+        let cfg = UvitConfig::from_args_json(&args).unwrap();
+        let params = SeededParams::new(5);
+        let model = LatentDiffusion::load(params.var_builder(DType::F32, &Device::Cpu), &cfg).unwrap();
+        let dead: Vec<String> = params
+            .tensors()
+            .into_iter()
+            .filter(|(_, t)| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() == 0.0)
+            .map(|(k, _)| k)
+            .filter(|k| !k.ends_with(".bias") && !k.contains("adaLN_modulation"))
+            .collect();
+        assert!(
+            dead.iter()
+                .all(|k| !k.contains("norm") && !k.contains(".ln") && !k.ends_with("_emb") && !k.ends_with(".I")),
+            "parameters that start at zero: {dead:?}"
+        );
+        let cloud = |stretch: f32| {
+            let pts: Vec<f32> = (0..64)
+                .flat_map(|i| {
+                    let a = i as f32 * 0.7;
+                    [a.cos() * stretch, a.sin(), (i as f32 / 32.0) - 1.0]
+                })
+                .collect();
+            Tensor::from_vec(pts, (1, 64, 3), &Device::Cpu).unwrap()
+        };
+        let rms = |t: &Tensor| t.sqr().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap().sqrt();
+        let (a, b) = (
+            model.encode_points(&cloud(1.0)).unwrap(),
+            model.encode_points(&cloud(0.3)).unwrap(),
+        );
+        assert!(
+            rms(&(&a - &b).unwrap()) > 1e-3 * rms(&a),
+            "the tokens ignore the points"
+        );
+        let x = Tensor::ones(
+            (1, cfg.e_dim, cfg.grid_size, cfg.grid_size, cfg.grid_size),
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let t = Tensor::new(&[500f32], &Device::Cpu).unwrap();
+        let out = |tokens: &Tensor| {
+            let c = model.process_condition(tokens).unwrap();
+            model.network_output(&x, &t, Some(&c)).unwrap()
+        };
+        let (oa, ob) = (out(&a), out(&b));
+        assert!(
+            rms(&(&oa - &ob).unwrap()) > 1e-4 * rms(&oa),
+            "the output ignores the condition"
+        );
+    }
+
     #[test]
     fn the_fitted_frame_holds_the_points_on_the_solids_surface() {
         // A random autoencoder is enough to check the data path: the frame and the SDF.

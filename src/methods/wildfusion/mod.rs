@@ -15,7 +15,7 @@
 //! ([`Autoencoder`]: FPN-style conv encoder to a KL posterior, transformer + CNN decoder to a
 //! [`Triplane`]; keys in `autoencoder.rs`). [`demo_train`] trains it through the differentiable
 //! renderer on analytic objects (`latent-workbench train wildfusion-demo`); no weights ship: the
-//! default run learns only the mean object (`NOTES.md`). [`encode`] turns images into Z, blends
+//! default run's renders score no better than the mean triplane's (`NOTES.md`). [`encode`] turns images into Z, blends
 //! two Z and decodes them, for the Views tab and `wildfusion-render --model`.
 //!
 //! What is not here: the paper's GAN and depth-guidance training (the demo trainer's render MSE

@@ -166,7 +166,16 @@ impl DitBlock {
                 .then(|| CrossAttention::load(vb.pp("cross_attn"), hidden, hidden, heads))
                 .transpose()?,
             mlp: Mlp::load(vb.pp("mlp"), hidden, MLP_RATIO * hidden, hidden)?,
-            ada: linear(hidden, 6 * hidden, vb.pp("adaLN_modulation.1"))?,
+            // adaLN-Zero: `initialize_weights` zeroes this layer, so a fresh block starts as the
+            // identity (the gates are 0).
+            ada: {
+                let vb = vb.pp("adaLN_modulation.1");
+                let zero = candle_nn::Init::Const(0.0);
+                Linear::new(
+                    vb.get_with_hints((6 * hidden, hidden), "weight", zero)?,
+                    Some(vb.get_with_hints(6 * hidden, "bias", zero)?),
+                )
+            },
             hidden,
         })
     }

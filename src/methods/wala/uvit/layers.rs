@@ -3,7 +3,7 @@
 //! sinusoidal `TimestepEmbedder` and `Global_Proj_Layer`. Inference only (dropout is the identity).
 
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder, linear, linear_no_bias};
+use candle_nn::{Init, LayerNorm, Linear, VarBuilder, linear, linear_no_bias};
 
 use crate::core::ops::scaled_dot_product_attention;
 
@@ -17,9 +17,21 @@ pub const MLP_RATIO: usize = 4;
 const FREQ_SIZE: usize = 256;
 const MAX_PERIOD: f64 = 10000.0;
 
-/// Affine `nn.LayerNorm(width)`: keys `weight`, `bias`.
+/// Affine `nn.LayerNorm(width)`: keys `weight`, `bias`. A fresh one starts as torch's does, weight
+/// 1 and bias 0: a zero weight (what a bare `get` gives a training backend) outputs zeros and, in
+/// the q/k norms, also stops every gradient that could move it.
 pub fn layer_norm(vb: VarBuilder, width: usize) -> Result<LayerNorm> {
-    Ok(LayerNorm::new(vb.get(width, "weight")?, vb.get(width, "bias")?, LN_EPS))
+    Ok(LayerNorm::new(
+        vb.get_with_hints(width, "weight", Init::Const(1.0))?,
+        vb.get_with_hints(width, "bias", Init::Const(0.0))?,
+        LN_EPS,
+    ))
+}
+
+/// `nn.init.trunc_normal_(zeros, 0, std)`: torch truncates at ±2 in absolute terms, which is
+/// hundreds of standard deviations for the 0.01–0.02 used here, so a plain normal is the same law.
+pub fn small_normal(std: f64) -> Init {
+    Init::Randn { mean: 0.0, stdev: std }
 }
 
 /// `nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)`: no keys.

@@ -76,7 +76,7 @@ impl ConditionPath {
             mapping: (0..layers)
                 .map(|l| linear(context_dim, context_dim, vb.pp(format!("cond_mapping_network.{l}.0"))))
                 .collect::<candle_core::Result<_>>()?,
-            pos_emb: vb.get((1, tokens, context_dim), "cond_pos_emb")?,
+            pos_emb: vb.get_with_hints((1, tokens, context_dim), "cond_pos_emb", layers::small_normal(0.02))?,
         })
     }
 }

@@ -7,7 +7,7 @@ use candle_nn::{LayerNorm, Linear, VarBuilder, linear};
 
 use super::blocks::{DitBlock, ResBlock, conv3, group_norm};
 use super::config::UvitConfig;
-use super::layers::{GlobalProj, SiluMlp, TimestepEmbedder, layer_norm};
+use super::layers::{GlobalProj, SiluMlp, TimestepEmbedder, layer_norm, small_normal};
 use crate::core::ops::{Conv3d, GroupNorm};
 
 /// The grid ↔ token layout of `to_patch_att_embedding_{input,output}` (einops
@@ -113,8 +113,10 @@ impl LatentUvit {
             patch_in_norm: layer_norm(vb.pp("to_patch_att_embedding_input.1"), patch_features)?,
             patch_in: linear(patch_features, h, vb.pp("to_patch_att_embedding_input.2"))?,
             // A frozen sin-cos table (`with_fix_pos`) is stored like a learned one: always loaded.
-            pos_emb: vb.get((1, a * a * a, h), "pos_emb")?,
-            register_emb: (r > 0).then(|| vb.get((1, r, h), "register_emb")).transpose()?,
+            pos_emb: vb.get_with_hints((1, a * a * a, h), "pos_emb", small_normal(0.01))?,
+            register_emb: (r > 0)
+                .then(|| vb.get_with_hints((1, r, h), "register_emb", small_normal(0.01)))
+                .transpose()?,
             blocks: (0..cfg.transformer_num_blocks)
                 .map(|i| {
                     DitBlock::load(

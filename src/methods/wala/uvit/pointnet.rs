@@ -3,7 +3,7 @@
 //! blocks. Keys are those under the checkpoint's `encoder.`.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder, linear};
+use candle_nn::{Init, LayerNorm, Linear, VarBuilder, linear};
 
 use super::config::POINTNET_HEADS;
 use super::layers::{CrossAttention, MLP_RATIO, Mlp, SelfAttention, layer_norm, plain_layer_norm};
@@ -70,7 +70,11 @@ impl PointNetLarge {
             .collect::<Result<_>>()?;
         Ok(Self {
             point_mlp,
-            induced: pool.get((1, num_inds, pc_dims), "I")?,
+            // `nn.init.xavier_uniform_(self.I)`: torch's fans of a (1, Nc, P) tensor are Nc·P and P.
+            induced: pool.get_with_hints((1, num_inds, pc_dims), "I", {
+                let bound = (6.0 / ((num_inds * pc_dims + pc_dims) as f64)).sqrt();
+                Init::Uniform { lo: -bound, up: bound }
+            })?,
             pool_attn: CrossAttention::load(pool.pp("mab0"), pc_dims, pc_dims, POINTNET_HEADS)?,
             pool_norm: plain_layer_norm(&pool, pc_dims)?,
             // The pooling MLP also projects to the context width.
