@@ -19,6 +19,20 @@ fn frequencies(num_freqs: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The reference's `basis` buffer `(3, 3F)`, row-major: block-diagonal, row `a` holding
+/// `2^k·π` in columns `a·F + k`. The embedding computes its projections without it; checkpoints
+/// carry it, and the reference's own code multiplies by it.
+pub fn basis(num_freqs: usize) -> Vec<f32> {
+    let f = frequencies(num_freqs);
+    let mut out = vec![0f32; 3 * 3 * num_freqs];
+    for axis in 0..3 {
+        for (k, &e) in f.iter().enumerate() {
+            out[axis * 3 * num_freqs + axis * num_freqs + k] = e;
+        }
+    }
+    out
+}
+
 /// `(B, N, 3)` points → `(B, N, 6F)` or `(B, N, 6F + 3)` with `include_input`: sin block, cos
 /// block, then the raw coordinates (see the module docs for the layout). Differentiable in the
 /// points; any float dtype and device.

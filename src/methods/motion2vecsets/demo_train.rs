@@ -541,6 +541,20 @@ pub const LOGVAR_BIAS_INIT: f32 = -8.0;
 /// as narrow as it starts (`LOGVAR_BIAS_INIT`), a near-deterministic autoencoder.
 pub const SHAPE_KL_WEIGHT: f64 = 0.0;
 
+/// Writes the reference's Fourier matrix into every `point_embed.basis` buffer. Our embedding
+/// ignores the buffer, but a fresh parameter set holds zeros there, and a saved model with a zero
+/// basis would embed every point alike in the reference's PyTorch code.
+fn fill_point_embed_bases(params: &SeededParams) -> Result<()> {
+    for (name, var) in params.named_vars() {
+        if name.ends_with("point_embed.basis") {
+            let (rows, cols) = var.as_tensor().dims2()?;
+            let basis = crate::core::ops::fourier::basis(cols / 3);
+            var.set(&Tensor::from_vec(basis, (rows, cols), var.device())?)?;
+        }
+    }
+    Ok(())
+}
+
 fn start_posteriors_narrow(params: &SeededParams) -> Result<()> {
     for (name, var) in params.named_vars() {
         let start = match name.as_str() {
@@ -632,6 +646,7 @@ pub fn train(
     let bundle =
         M2vsBundle::from_var_builder(cfg, params.var_builder(DType::F32, &device), &device).map_err(invalid)?;
     start_posteriors_narrow(&params)?;
+    fill_point_embed_bases(&params)?;
     let resume_ck = match resume {
         Some(p) => Some((Checkpoint::read(p)?, p)),
         None => None,
@@ -1072,6 +1087,30 @@ mod tests {
         ] {
             let lv = post.logvar.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             assert!(lv.iter().all(|&v| v == LOGVAR_BIAS_INIT), "{lv:?}");
+        }
+    }
+
+    #[test]
+    fn a_fresh_parameter_set_saves_the_reference_fourier_bases() {
+        let dev = Device::Cpu;
+        let params = SeededParams::new(5);
+        M2vsBundle::from_var_builder(&tiny_config(3), params.var_builder(DType::F32, &dev), &dev).unwrap();
+        fill_point_embed_bases(&params).unwrap();
+        let bases: Vec<_> = params
+            .tensors()
+            .into_iter()
+            .filter(|(k, _)| k.ends_with("point_embed.basis"))
+            .collect();
+        assert!(!bases.is_empty());
+        for (name, t) in bases {
+            let (rows, cols) = t.dims2().unwrap();
+            let got = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(rows, 3, "{name}");
+            assert_eq!(got, crate::core::ops::fourier::basis(cols / 3), "{name}");
+            // Row 1 holds y's frequencies 2^k·π in its own block only.
+            let f = cols / 3;
+            assert_eq!(got[cols + f], std::f32::consts::PI, "{name}");
+            assert_eq!(got[cols], 0.0, "{name}");
         }
     }
 

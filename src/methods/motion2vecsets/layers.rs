@@ -234,13 +234,10 @@ pub fn load_point_embed(vb: VarBuilder, dim: usize) -> Result<PointEmbed> {
     let f = POINT_EMBED_HIDDEN / 6;
     let basis = vb.get((3, 3 * f), "basis")?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
     let all_zero = basis.iter().flatten().all(|&v| v == 0.0);
+    let reference = crate::core::ops::fourier::basis(f);
     for (axis, row) in basis.iter().enumerate() {
         for (j, &v) in row.iter().enumerate() {
-            let expect = if j / f == axis {
-                2f32.powi((j % f) as i32) * std::f32::consts::PI
-            } else {
-                0.0
-            };
+            let expect = reference[axis * 3 * f + j];
             if !all_zero && (v - expect).abs() > 1e-3 * expect.abs().max(1.0) {
                 bail!(
                     "point_embed.basis[{axis}][{j}] = {v}, expected {expect}: not the Fourier basis of the reference's PointEmbed"
