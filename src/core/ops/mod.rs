@@ -24,7 +24,7 @@ pub use conv3d::{
     conv3d, conv3d_cpu_kernel, conv3d_with, pad3d,
 };
 pub use fourier::{PointEmbed, fourier_embed};
-pub use norm::{GroupNorm, group_norm};
+pub use norm::{GroupNorm, group_norm, layer_norm, plain_layer_norm};
 pub use upsample3d::{upsample_nearest3d, upsample_trilinear3d};
 
 /// The largest absolute elementwise difference of two tensors of one shape (read as `f32`):

@@ -10,9 +10,30 @@
 //! (1×64×128×160×128) and a following SiLU costs another full pass, which [`group_norm_silu`]
 //! fuses. Anything that needs gradients, or another device or dtype, keeps the candle path.
 
-use candle_core::{CpuStorage, Module, Result, Storage, Tensor, bail};
-use candle_nn::{Init, VarBuilder};
+use candle_core::{CpuStorage, DType, Device, Module, Result, Storage, Tensor, bail};
+use candle_nn::{Init, LayerNorm, VarBuilder};
 use rayon::prelude::*;
+
+/// `nn.LayerNorm(width, eps)`: keys `weight` and `bias`, exactly (no `gamma`/`beta` aliases). A
+/// training backend creates them as torch does, 1 and 0: a zero weight, what a bare `get` hands
+/// out, outputs zeros and, where the norm feeds q and k of an attention, also stops every
+/// gradient that could move it.
+pub fn layer_norm(vb: VarBuilder, width: usize, eps: f64) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(
+        vb.get_with_hints(width, "weight", Init::Const(1.0))?,
+        vb.get_with_hints(width, "bias", Init::Const(0.0))?,
+        eps,
+    ))
+}
+
+/// `nn.LayerNorm(width, elementwise_affine=False, eps)`: no keys.
+pub fn plain_layer_norm(width: usize, eps: f64, dtype: DType, device: &Device) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(
+        Tensor::ones(width, dtype, device)?,
+        Tensor::zeros(width, dtype, device)?,
+        eps,
+    ))
+}
 
 /// `torch.nn.functional.group_norm(x, num_groups, weight, bias, eps)` for `x` of shape
 /// `(B, C, ...)`, rank ≥ 3. `weight` and `bias` are `(C)`; `None` means 1 and 0.

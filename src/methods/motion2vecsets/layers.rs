@@ -43,11 +43,7 @@ pub fn layer_norm(vb: VarBuilder, dim: usize) -> Result<LayerNorm> {
 
 /// `nn.LayerNorm(dim, elementwise_affine=False)`: no keys.
 pub fn plain_layer_norm(dim: usize, dtype: DType, device: &candle_core::Device) -> Result<LayerNorm> {
-    Ok(LayerNorm::new(
-        Tensor::ones(dim, dtype, device)?,
-        Tensor::zeros(dim, dtype, device)?,
-        LAYER_NORM_EPS,
-    ))
+    crate::core::ops::plain_layer_norm(dim, LAYER_NORM_EPS, dtype, device)
 }
 
 /// `models_ae.Attention`: `to_q` and the fused `to_kv` without bias, `to_out` with bias, scale

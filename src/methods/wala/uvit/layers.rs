@@ -17,15 +17,9 @@ pub const MLP_RATIO: usize = 4;
 const FREQ_SIZE: usize = 256;
 const MAX_PERIOD: f64 = 10000.0;
 
-/// Affine `nn.LayerNorm(width)`: keys `weight`, `bias`. A fresh one starts as torch's does, weight
-/// 1 and bias 0: a zero weight (what a bare `get` gives a training backend) outputs zeros and, in
-/// the q/k norms, also stops every gradient that could move it.
+/// Affine `nn.LayerNorm(width)`: keys `weight`, `bias` (a fresh one starts at 1 and 0, as torch's).
 pub fn layer_norm(vb: VarBuilder, width: usize) -> Result<LayerNorm> {
-    Ok(LayerNorm::new(
-        vb.get_with_hints(width, "weight", Init::Const(1.0))?,
-        vb.get_with_hints(width, "bias", Init::Const(0.0))?,
-        LN_EPS,
-    ))
+    crate::core::ops::layer_norm(vb, width, LN_EPS)
 }
 
 /// `nn.init.trunc_normal_(zeros, 0, std)`: torch truncates at ±2 in absolute terms, which is
@@ -36,9 +30,7 @@ pub fn small_normal(std: f64) -> Init {
 
 /// `nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)`: no keys.
 pub fn plain_layer_norm(vb: &VarBuilder, width: usize) -> Result<LayerNorm> {
-    let ones = Tensor::ones(width, vb.dtype(), vb.device())?;
-    let zeros = Tensor::zeros(width, vb.dtype(), vb.device())?;
-    Ok(LayerNorm::new(ones, zeros, BLOCK_LN_EPS))
+    crate::core::ops::plain_layer_norm(width, BLOCK_LN_EPS, vb.dtype(), vb.device())
 }
 
 /// `(B, N, heads·d)` → `(B, heads, N, d)`, contiguous (the q/k norms then run on the fast path).

@@ -120,14 +120,9 @@ pub fn upsample2(x: &Tensor) -> Result<Tensor> {
 /// `LayerNorm` over the last axis; `affine=false` gives `elementwise_affine=False`.
 fn layer_norm(vb: VarBuilder, width: usize, affine: bool) -> Result<LayerNorm> {
     if affine {
-        // torch's start (weight 1, bias 0) when a training backend creates them.
-        let weight = vb.get_with_hints(width, "weight", candle_nn::Init::Const(1.0))?;
-        let bias = vb.get_with_hints(width, "bias", candle_nn::Init::Const(0.0))?;
-        Ok(LayerNorm::new(weight, bias, NORM_EPS))
+        crate::core::ops::layer_norm(vb, width, NORM_EPS)
     } else {
-        let ones = Tensor::ones(width, vb.dtype(), vb.device())?;
-        let zeros = Tensor::zeros(width, vb.dtype(), vb.device())?;
-        Ok(LayerNorm::new(ones, zeros, NORM_EPS))
+        crate::core::ops::plain_layer_norm(width, NORM_EPS, vb.dtype(), vb.device())
     }
 }
 
