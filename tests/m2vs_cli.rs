@@ -109,3 +109,23 @@ fn eval_reports_the_model_and_both_baselines_per_kind() {
     // The static truth is exact on frame 1, so its mean IoU is well above zero.
     assert!(r["all"]["static_truth"]["iou"].as_f64().unwrap() > 0.5);
 }
+
+/// The reference's `PointEmbed` multiplies by its `basis` buffer, so a shipped model must carry
+/// the Fourier matrix there (our loader accepts the all-zero basis a missing buffer leaves).
+#[test]
+fn the_shipped_model_carries_the_reference_fourier_bases() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/m2vs-demo/model.safetensors");
+    let tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    let bases: Vec<_> = tensors
+        .iter()
+        .filter(|(k, _)| k.ends_with("point_embed.basis"))
+        .collect();
+    assert_eq!(bases.len(), 4, "both autoencoders and both condition encoders");
+    for (name, t) in bases {
+        let got = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want = latent_workbench::core::ops::fourier::basis(t.dim(1).unwrap() / 3);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{name}: {got:?}");
+        }
+    }
+}
