@@ -24,6 +24,8 @@ use crate::core::weights::{Checkpoint, LoadOptions, LoadReport, WeightsError, bu
 const CONVNEXT_LN_EPS: f64 = 1e-6;
 /// `nn.LayerNorm` default ε (the encoder's final norm).
 const TORCH_LN_EPS: f64 = 1e-5;
+/// torchvision's `convnext_tiny` layer scale at construction.
+const LAYER_SCALE_INIT: f64 = 1e-6;
 /// The official state dict registers the backbone twice (`backbone.backbone.*` and, through
 /// `SliceDistributed`, `slice_distributed.module.backbone.*`, sharing storage); this model reads the first.
 pub const DUPLICATE_BACKBONE_PREFIX: &str = "slice_distributed.module.";
@@ -217,7 +219,8 @@ impl CnBlock {
             norm: load_ln(vb.pp("block.2"), c, CONVNEXT_LN_EPS)?,
             fc1: candle_nn::linear(c, 4 * c, vb.pp("block.3"))?,
             fc2: candle_nn::linear(4 * c, c, vb.pp("block.5"))?,
-            layer_scale: vb.get((c, 1, 1), "layer_scale")?,
+            // torchvision's CNBlock starts it at 1e-6 (a checkpoint overrides it).
+            layer_scale: vb.get_with_hints((c, 1, 1), "layer_scale", candle_nn::Init::Const(LAYER_SCALE_INIT))?,
         })
     }
 
@@ -426,6 +429,17 @@ pub fn positional_encoding(len: usize, d: usize, device: &Device) -> Result<Tens
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fresh_convnext_block_starts_as_torchvisions() {
+        let params = crate::core::train::SeededParams::new(4);
+        let vb = params.var_builder(candle_core::DType::F32, &candle_core::Device::Cpu);
+        let block = CnBlock::load(vb, 8).unwrap();
+        let scale = block.layer_scale.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(scale.iter().all(|&v| v == LAYER_SCALE_INIT as f32), "{scale:?}");
+        let w = block.norm.weight().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(w.iter().all(|&v| v == 1.0), "LayerNorm weight starts at 1: {w:?}");
+    }
 
     #[test]
     fn default_config_is_convnext_small_with_768_features() {
