@@ -59,6 +59,15 @@ impl Generator for ToyGenerator {
     fn steps(&self) -> usize {
         1
     }
+    /// The brightest channel is the class drawn.
+    fn drawn_shares(&self, z: &Tensor, cond: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let top = (z.narrow(1, 0, 3)? + cond)?.argmax(1)?.to_vec1::<u32>()?;
+        let one_hot: Vec<f32> = top
+            .iter()
+            .flat_map(|&t| (0..3).map(move |k| if k == t as usize { 1.0 } else { 0.0 }))
+            .collect();
+        Tensor::from_vec(one_hot, (top.len(), 3), z.device()).map(Some)
+    }
 }
 
 /// Reads the channel means with a per-classifier gain: members and the judge disagree a little.
@@ -122,6 +131,16 @@ fn gradient_search_finds_held_out_confirmed_failures_that_random_search_misses()
     // Random draws keep the head start: 30 draws per restart rarely hold a 3.5σ one.
     assert!(rs.ssr_auto < 0.2, "{rs:?}");
     assert!(gs.ssr_auto > 0.8 && gs.held_out_confirmed_rate.unwrap() > 0.8, "{gs:?}");
+    // The toy's classifiers read its images truly, so every confirmation is a real failure by
+    // the generator's own account, and nothing else is.
+    assert_eq!(
+        gs.confirmed_generator_failure_rate, gs.held_out_confirmed_rate,
+        "{gs:?}"
+    );
+    for c in &grad.candidates {
+        let real = c.generator_failure.expect("the toy knows what it drew");
+        assert_eq!(real, c.held_out_success.unwrap(), "{c:?}");
+    }
     for c in &grad.candidates {
         // Re-projection keeps every updated latent on the typical sphere.
         assert!(c.iteration == 0 || (c.norm_ratio.unwrap() - 1.0).abs() < 1e-4, "{c:?}");
@@ -148,11 +167,64 @@ fn gradient_search_finds_held_out_confirmed_failures_that_random_search_misses()
 }
 
 #[test]
+fn screening_draws_come_first_and_the_steps_start_from_each_restarts_best_draw() {
+    let (g, e) = (ToyGenerator::new(), toy_ensemble());
+    let cfg = SearchConfig {
+        screen: 10,
+        ..config(Mode::Skip { exact_last: 0 }, 60)
+    };
+    assert_eq!(cfg.iterations(3), 10 + 25, "10 draws, then 25 steps of two calls");
+    assert_eq!(cfg.calls_per_restart(3), 60);
+    let search = Search::new(&g, &e, cfg).unwrap();
+    let mut after_screening = None;
+    let result = match search.run(search.initial_state().unwrap(), &JobContext::detached(), &mut |_, s| {
+        if s.iteration == 10 {
+            after_screening = Some(s.clone());
+        }
+    }) {
+        Ok(r) => r,
+        Err(_) => panic!("the search failed"),
+    };
+    assert_eq!(
+        result.generator_calls,
+        run(&g, &e, config(Mode::Random, 60)).generator_calls
+    );
+    let calls: Vec<usize> = result.history.iter().map(|h| h.calls).collect();
+    assert_eq!((calls[0], calls[9], calls[10], calls[34]), (1, 10, 12, 60), "{calls:?}");
+    let s = after_screening.expect("the observer saw the end of screening");
+    assert_eq!(s.current, s.best, "the first step starts from the best draw");
+    assert_eq!(s.adam_m, vec![0.0; s.adam_m.len()], "no step taken while screening");
+    // At most half the budget goes to screening.
+    assert_eq!(SearchConfig { screen: 50, ..cfg }.iterations(3), 30 + 15);
+    // Random search and embeddings have nothing to screen.
+    assert_eq!(
+        SearchConfig {
+            screen: 10,
+            ..config(Mode::Random, 60)
+        }
+        .screening_iterations(3),
+        0
+    );
+}
+
+#[test]
 fn a_run_repeats_exactly_and_a_cancelled_run_resumes_to_the_same_result() {
     let (g, e) = (ToyGenerator::new(), toy_ensemble());
-    let cfg = config(Mode::Backprop, 40);
-    let full = run(&g, &e, cfg);
-    assert_eq!(full.candidates, run(&g, &e, cfg).candidates);
+    // Plain, and cancelled while still screening.
+    for cfg in [
+        config(Mode::Backprop, 40),
+        SearchConfig {
+            screen: 8,
+            ..config(Mode::Backprop, 40)
+        },
+    ] {
+        resumes_to_the_same_result(&g, &e, cfg);
+    }
+}
+
+fn resumes_to_the_same_result(g: &ToyGenerator, e: &Ensemble, cfg: SearchConfig) {
+    let full = run(g, e, cfg);
+    assert_eq!(full.candidates, run(g, e, cfg).candidates);
     // Cancel after five iterations: the job hands back its state; resume it from JSON.
     let h = jobs::spawn("sage", None, move |ctx| {
         let (g, e) = (ToyGenerator::new(), toy_ensemble());
@@ -171,7 +243,7 @@ fn a_run_repeats_exactly_and_a_cancelled_run_resumes_to_the_same_result() {
     });
     let saved: SearchState = serde_json::from_str(&h.wait().unwrap()).unwrap();
     assert_eq!(saved.iteration, 5, "stops within one iteration of the request");
-    let search = Search::new(&g, &e, cfg).unwrap();
+    let search = Search::new(g, e, cfg).unwrap();
     let resumed = match search.run(saved.clone(), &JobContext::detached(), &mut |_, _| {}) {
         Ok(r) => r,
         Err(_) => panic!("resume failed"),
@@ -179,7 +251,7 @@ fn a_run_repeats_exactly_and_a_cancelled_run_resumes_to_the_same_result() {
     assert_eq!(resumed.candidates, full.candidates);
     assert_eq!(resumed.history, full.history);
     // Settings that differ from the saved ones are refused.
-    let other = Search::new(&g, &e, SearchConfig { lr: 0.2, ..cfg }).unwrap();
+    let other = Search::new(g, e, SearchConfig { lr: 0.2, ..cfg }).unwrap();
     assert!(matches!(
         other.run(saved, &JobContext::detached(), &mut |_, _| {}),
         Err(Stopped::Failed(_))

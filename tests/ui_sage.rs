@@ -78,6 +78,7 @@ fn a_search_runs_live_and_its_verdicts_are_saved_with_the_run() {
         "the models load on opening"
     );
     h.get_by_label_contains("Base rates");
+    h.get_by_label("Screening draws");
     h.get_by_label("Search").click();
     h.step();
     idle(&mut h);
@@ -85,8 +86,12 @@ fn a_search_runs_live_and_its_verdicts_are_saved_with_the_run() {
     assert_eq!(rt.error, None);
     let result = rt.result().expect("the search finished");
     assert_eq!(result.candidates.len(), 4);
-    assert_eq!(result.history.len(), 10, "budget 20 = 10 gradient evaluations");
-    assert_eq!(rt.live_iterations(), 10, "the live curves saw every iteration");
+    assert_eq!(
+        result.history.len(),
+        15,
+        "budget 20 = 10 screening draws (at most half the budget) + 5 gradient evaluations"
+    );
+    assert_eq!(rt.live_iterations(), 15, "the live curves saw every iteration");
     h.get_by_label_contains("SSR(A)");
     h.get_by_label("SSR(H) – of 0 judged");
     h.get_by_label("Best so far");
@@ -189,9 +194,10 @@ fn cancel_pauses_and_resume_finishes_the_same_run() {
         .paused()
         .expect("a cancelled search pauses")
         .clone();
-    assert!(paused.iteration >= 3 && paused.iteration < 30, "{}", paused.iteration);
+    // 20 screening draws, then 20 gradient evaluations.
+    assert!(paused.iteration >= 3 && paused.iteration < 40, "{}", paused.iteration);
     assert!(h.state().session.failure_search.result().is_none());
-    h.get_by_label(&format!("Resume ({}/30)", paused.iteration)).click();
+    h.get_by_label(&format!("Resume ({}/40)", paused.iteration)).click();
     h.step();
     idle(&mut h);
     let resumed = h

@@ -68,8 +68,16 @@ pub struct SageArgs {
     /// Generator calls per restart (a gradient evaluation counts two).
     #[arg(long, default_value_t = 100)]
     pub budget: usize,
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = SearchConfig::default().lr)]
     pub lr: f64,
+    /// Ensemble probability of the class below which the objective stops pushing (the margin is
+    /// clamped at log((1 − s)/s)): lower asks for clearer failures.
+    #[arg(long, default_value_t = SearchConfig::default().saturation)]
+    pub saturation: f64,
+    /// Gradient and evolution modes: random draws per restart before the first step, which then
+    /// starts from the best draw (counted in the budget).
+    #[arg(long, default_value_t = SearchConfig::default().screen)]
+    pub screen: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// DDIM steps of the generator during the search.
@@ -158,6 +166,8 @@ fn search_config(args: &SageArgs, names: &[String], mode: ModeKind) -> anyhow::R
         budget: args.budget,
         lr: args.lr,
         seed: args.seed,
+        saturation: args.saturation,
+        screen: args.screen,
         naturalness: Naturalness {
             penalty: args.penalty,
             reproject: !args.no_reproject,
@@ -290,8 +300,11 @@ pub fn run(args: &SageArgs) -> anyhow::Result<()> {
             result.generator_calls / s.restarts.max(1),
             s.seconds
         );
+        let truth = s.confirmed_generator_failure_rate.map_or(String::new(), |r| {
+            format!(" ({} real generator failures)", pct(Some(r)))
+        });
         println!(
-            "SSR(A) {:.1} %, held-out confirmed {}, NGR {} → {}",
+            "SSR(A) {:.1} %, held-out confirmed {}{truth}, NGR {} → {}",
             s.ssr_auto * 100.0,
             pct(s.held_out_confirmed_rate),
             pct(s.non_gaussian_rate),
@@ -323,8 +336,14 @@ fn compare(args: &SageArgs, setup: Arc<SageSetup>, names: &[String]) -> anyhow::
         let confirmed = result
             .candidates
             .iter()
-            .filter(|c| c.auto_success && c.held_out_success == Some(true))
-            .count();
+            .filter(|c| c.auto_success && c.held_out_success == Some(true));
+        // Of those, the ones the generator itself says it drew wrong (None: it cannot tell).
+        let real = confirmed
+            .clone()
+            .map(|c| c.generator_failure)
+            .collect::<Option<Vec<bool>>>()
+            .map(|v| v.iter().filter(|b| **b).count());
+        let confirmed = confirmed.count();
         rows.push(json!({
             "mode": config.mode.label(),
             "generator_calls": result.generator_calls,
@@ -332,6 +351,8 @@ fn compare(args: &SageArgs, setup: Arc<SageSetup>, names: &[String]) -> anyhow::
             "ssr_auto": s.ssr_auto,
             "held_out_confirmed": confirmed,
             "held_out_confirmed_rate": s.held_out_confirmed_rate,
+            "confirmed_generator_failures": real,
+            "generator_failure_rate": s.generator_failure_rate,
             "non_gaussian_rate": s.non_gaussian_rate,
             "restarts": s.restarts,
         }));
@@ -354,17 +375,20 @@ fn compare(args: &SageArgs, setup: Arc<SageSetup>, names: &[String]) -> anyhow::
         return print_json(&summary);
     }
     println!(
-        "| mode | generator calls | seconds | SSR(A) | held-out confirmed | NGR |\n|---|---:|---:|---:|---:|---:|"
+        "| mode | generator calls | seconds | SSR(A) | held-out confirmed | of which drawn wrong | NGR |\n|---|---:|---:|---:|---:|---:|---:|"
     );
     for r in &rows {
         println!(
-            "| {} | {} | {:.1} | {:.1} % | {} / {} | {} |",
+            "| {} | {} | {:.1} | {:.1} % | {} / {} | {} | {} |",
             r["mode"].as_str().unwrap_or(""),
             r["generator_calls"],
             r["seconds"].as_f64().unwrap_or(0.0),
             r["ssr_auto"].as_f64().unwrap_or(0.0) * 100.0,
             r["held_out_confirmed"],
             r["restarts"],
+            r["confirmed_generator_failures"]
+                .as_u64()
+                .map_or("–".into(), |n| n.to_string()),
             pct(r["non_gaussian_rate"].as_f64()),
         );
     }

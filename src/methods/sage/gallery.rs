@@ -88,6 +88,8 @@ mod tests {
             held_out_probs: None,
             auto_success: true,
             held_out_success: None,
+            drawn_shares: None,
+            generator_failure: None,
             ks_statistic: None,
             ks_p: None,
             non_gaussian: None,

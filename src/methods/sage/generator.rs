@@ -43,6 +43,13 @@ pub trait Generator: Send + Sync {
     fn generate(&self, z: &Tensor, cond: &Tensor, path: GradientPath) -> candle_core::Result<Tensor>;
     /// Sampler steps per generation.
     fn steps(&self) -> usize;
+    /// What the generator really drew from `z` under `cond`, as per-class shares `[B, classes]`,
+    /// when it can tell (a procedural decoder knows its own factors; a learned one cannot): the
+    /// ground truth that separates generator failures from classifier errors. None by default.
+    fn drawn_shares(&self, z: &Tensor, cond: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let _ = (z, cond);
+        Ok(None)
+    }
 }
 
 /// The latent prior + sprite renderer demo generator.
@@ -189,6 +196,11 @@ impl Generator for SpriteGenerator {
 
     fn generate(&self, z: &Tensor, cond: &Tensor, path: GradientPath) -> candle_core::Result<Tensor> {
         self.decode_standardised(&self.denoise(z, cond, path)?)
+    }
+
+    /// The renderer's shape mixture: its shapes are the classes, in the same order.
+    fn drawn_shares(&self, z: &Tensor, cond: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        self.shape_weights(z, cond).map(Some)
     }
 }
 

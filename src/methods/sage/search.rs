@@ -156,6 +156,11 @@ pub struct SearchConfig {
     pub switch_draws: usize,
     /// Weight of ‖e − e_class‖² / ‖e_class‖² for [`Objective::SwitchCondition`].
     pub embedding_penalty: f64,
+    /// Gradient and evolution modes on a latent: random draws per restart before the first
+    /// step, the search then starting from the best of them (a multi-start local search: draws
+    /// explore, steps refine). Counted in the budget; 0 starts from one draw.
+    #[serde(default)]
+    pub screen: usize,
 }
 
 impl Default for SearchConfig {
@@ -166,12 +171,13 @@ impl Default for SearchConfig {
             mode: Mode::Skip { exact_last: 0 },
             restarts: 16,
             budget: 100,
-            lr: 0.05,
+            lr: 0.1,
             seed: 0,
             naturalness: Naturalness::default(),
             saturation: 0.02,
             switch_draws: 8,
             embedding_penalty: 1.0,
+            screen: DEFAULT_SCREEN,
         }
     }
 }
@@ -186,7 +192,17 @@ impl SearchConfig {
         }
     }
 
-    /// Generator calls of one iteration for one restart.
+    /// Iterations that draw random latents before the steps begin (see [`SearchConfig::screen`]):
+    /// none for random search itself and for condition embeddings, which have no distribution to
+    /// draw from; at most half the budget, so that a small budget still takes steps.
+    pub fn screening_iterations(&self, conditions: usize) -> usize {
+        if self.mode == Mode::Random || matches!(self.objective, Objective::SwitchCondition { .. }) {
+            return 0;
+        }
+        self.screen.min(self.budget / 2 / self.calls_per_evaluation(conditions))
+    }
+
+    /// Generator calls of one step iteration for one restart.
     pub fn calls_per_iteration(&self, conditions: usize) -> usize {
         let per_eval = self.calls_per_evaluation(conditions);
         match self.mode {
@@ -197,7 +213,22 @@ impl SearchConfig {
     }
 
     pub fn iterations(&self, conditions: usize) -> usize {
-        (self.budget / self.calls_per_iteration(conditions)).max(1)
+        let screen = self.screening_iterations(conditions);
+        let left = self.budget - screen * self.calls_per_evaluation(conditions);
+        let steps = left / self.calls_per_iteration(conditions);
+        if screen == 0 { steps.max(1) } else { screen + steps }
+    }
+
+    /// Generator calls per restart once `iterations` iterations have run.
+    pub fn calls_after(&self, conditions: usize, iterations: usize) -> usize {
+        let screen = self.screening_iterations(conditions).min(iterations);
+        screen * self.calls_per_evaluation(conditions) + (iterations - screen) * self.calls_per_iteration(conditions)
+    }
+
+    /// Generator calls per restart of the whole search (at most the budget, except that every
+    /// search takes at least one iteration).
+    pub fn calls_per_restart(&self, conditions: usize) -> usize {
+        self.calls_after(conditions, self.iterations(conditions))
     }
 
     pub fn validate(&self, conditions: usize) -> Result<()> {
@@ -291,6 +322,14 @@ pub struct Candidate {
     pub auto_success: bool,
     /// The held-out classifier agrees too (None without one).
     pub held_out_success: Option<bool>,
+    /// Per judged image, the shares of each class the generator really drew (generators that
+    /// know, see [`Generator::drawn_shares`]).
+    #[serde(default)]
+    pub drawn_shares: Option<Vec<Vec<f32>>>,
+    /// By the generator's own account, a real failure (judged by the held-out rule on the drawn
+    /// shares); None when the generator cannot tell.
+    #[serde(default)]
+    pub generator_failure: Option<bool>,
     /// KS test of the latent against N(0, 1) (latent objectives only).
     pub ks_statistic: Option<f64>,
     pub ks_p: Option<f64>,
@@ -344,6 +383,12 @@ pub struct Search<'a> {
     class_embedding: Tensor,
 }
 
+/// Screening draws per restart by default: a fifth of the default budget. On the demo (heart,
+/// 100 calls per restart, 128 restarts, seed 1) the gradient modes' ensemble success rose from
+/// 32 % (backprop, step 0.3, no screening) to 62 % (step 0.1, 20 draws), random search's being
+/// 44 %: a local search started at one draw rarely leaves the basin it starts in.
+pub const DEFAULT_SCREEN: usize = 20;
+
 const ADAM_BETA1: f64 = 0.9;
 const ADAM_BETA2: f64 = 0.999;
 const ADAM_EPS: f64 = 1e-8;
@@ -351,6 +396,13 @@ const ADAM_EPS: f64 = 1e-8;
 const SWITCH_EVAL_DRAWS: usize = 16;
 /// Images of a switch candidate kept for the gallery.
 const SWITCH_GALLERY_IMAGES: usize = 4;
+
+/// An iteration's objective per restart, per-member probabilities and the step direction (None:
+/// no step).
+type Evaluated = (Vec<f32>, Vec<Vec<f32>>, Option<Tensor>);
+/// A restart's judged images (planar RGB), their scores and, when the generator can tell, the
+/// per-image shares of each class it really drew.
+type JudgedRestart = (Vec<Vec<f32>>, Scores, Option<Vec<Vec<f32>>>);
 
 fn rng_for(seed: u64, restart: usize, iteration: usize, purpose: u64) -> Rng {
     let mix = seed
@@ -548,7 +600,7 @@ impl<'a> Search<'a> {
         }
         let (r, m) = (cfg.restarts, state.width);
         let iterations = cfg.iterations(self.classes);
-        let calls_per_iteration = cfg.calls_per_iteration(self.classes);
+        let screen = cfg.screening_iterations(self.classes);
         let label = format!("{} search ({})", cfg.objective.label(), cfg.mode.label());
         while state.iteration < iterations {
             if ctx.check().is_err() {
@@ -556,7 +608,9 @@ impl<'a> Search<'a> {
             }
             let it = state.iteration;
             let v = Tensor::from_vec(state.current.clone(), (r, m), &self.device)?;
+            let screening = it < screen;
             let (values, member_probs, grad) = match cfg.mode {
+                _ if screening => self.random_draws(&mut state, it, 6)?,
                 Mode::Skip { .. } | Mode::Backprop => {
                     let path = cfg.mode.gradient_path().expect("a gradient mode");
                     let var = Var::from_tensor(&v)?;
@@ -589,15 +643,7 @@ impl<'a> Search<'a> {
                     }
                     (obj.to_vec1::<f32>()?, probs, Some(g))
                 }
-                Mode::Random => {
-                    let z: Vec<f32> = (0..r)
-                        .flat_map(|k| rng_for(cfg.seed, k, it, 3).normals_f32(m))
-                        .collect();
-                    let z = Tensor::from_vec(z, (r, m), &self.device)?;
-                    let (obj, probs) = self.objective(&z, GradientPath::None, it)?;
-                    state.current = z.flatten_all()?.to_vec1::<f32>()?;
-                    (obj.to_vec1::<f32>()?, probs, None)
-                }
+                Mode::Random => self.random_draws(&mut state, it, 3)?,
             };
             // Keep each restart's best (the candidates just evaluated).
             for (k, &value) in values.iter().enumerate().take(r) {
@@ -606,6 +652,10 @@ impl<'a> Search<'a> {
                     state.best_iteration[k] = it;
                     state.best[k * m..(k + 1) * m].copy_from_slice(&state.current[k * m..(k + 1) * m]);
                 }
+            }
+            if screening && it + 1 == screen {
+                // The steps start from each restart's best draw.
+                state.current = state.best.clone();
             }
             let norm = if self.searches_embedding() {
                 f32::NAN
@@ -617,7 +667,7 @@ impl<'a> Search<'a> {
             };
             let record = IterationRecord {
                 iteration: it,
-                calls: (it + 1) * calls_per_iteration,
+                calls: cfg.calls_after(self.classes, it + 1),
                 loss: values.iter().sum::<f32>() / r as f32,
                 best_loss: state.best_loss.iter().sum::<f32>() / r as f32,
                 member_probs: member_probs
@@ -627,7 +677,7 @@ impl<'a> Search<'a> {
                 norm_ratio: norm,
             };
             if let Some(g) = grad {
-                self.adam_update(&mut state, &v, &g)?;
+                self.adam_update(&mut state, &v, &g, it + 1 - screen)?;
             }
             state.iteration += 1;
             ctx.set(
@@ -642,7 +692,7 @@ impl<'a> Search<'a> {
             config: cfg,
             candidates,
             history: state.history,
-            generator_calls: iterations * calls_per_iteration * r,
+            generator_calls: cfg.calls_per_restart(self.classes) * r,
             seconds: started.elapsed().as_secs_f64(),
             image_shape,
         })
@@ -679,9 +729,23 @@ impl<'a> Search<'a> {
         Ok(Some((k, image)))
     }
 
-    fn adam_update(&self, state: &mut SearchState, v: &Tensor, g: &Tensor) -> candle_core::Result<()> {
+    /// Fresh N(0, I) latents for every restart (random search, and the screening draws of the
+    /// other modes, `purpose` keeping their streams apart), evaluated and made current.
+    fn random_draws(&self, state: &mut SearchState, it: usize, purpose: u64) -> candle_core::Result<Evaluated> {
         let (r, m) = (self.config.restarts, state.width);
-        let t = (state.iteration + 1) as i32;
+        let z: Vec<f32> = (0..r)
+            .flat_map(|k| rng_for(self.config.seed, k, it, purpose).normals_f32(m))
+            .collect();
+        let z = Tensor::from_vec(z, (r, m), &self.device)?;
+        let (obj, probs) = self.objective(&z, GradientPath::None, it)?;
+        state.current = z.flatten_all()?.to_vec1::<f32>()?;
+        Ok((obj.to_vec1::<f32>()?, probs, None))
+    }
+
+    /// One Adam step (`t`: steps taken so far, this one included) on the current variables.
+    fn adam_update(&self, state: &mut SearchState, v: &Tensor, g: &Tensor, t: usize) -> candle_core::Result<()> {
+        let (r, m) = (self.config.restarts, state.width);
+        let t = t as i32;
         let g = g.flatten_all()?.to_vec1::<f32>()?;
         let lr = self.config.lr;
         let (c1, c2) = (1.0 - ADAM_BETA1.powi(t), 1.0 - ADAM_BETA2.powi(t));
@@ -722,8 +786,15 @@ impl<'a> Search<'a> {
                 .map(<[f32]>::to_vec)
                 .collect())
         };
-        // Per restart: the images judged and the class each must (not) show.
-        let mut per_restart: Vec<(Vec<Vec<f32>>, Scores)> = Vec::with_capacity(r);
+        // Per image, what the generator really drew, when it can tell.
+        let shares_of = |z: &Tensor, cond: &Tensor| -> candle_core::Result<Option<Vec<Vec<f32>>>> {
+            self.generator
+                .drawn_shares(z, cond)?
+                .map(|t| t.to_vec2::<f32>())
+                .transpose()
+        };
+        // Per restart: the images judged, the class each must (not) show, and the drawn shares.
+        let mut per_restart: Vec<JudgedRestart> = Vec::with_capacity(r);
         match cfg.objective {
             Objective::Unrelated | Objective::Distorted => {
                 let conditions: Vec<usize> = match cfg.objective {
@@ -732,16 +803,22 @@ impl<'a> Search<'a> {
                 };
                 let mut images = Vec::new();
                 let mut scores = Vec::new();
+                let mut shares = Vec::new();
                 for &k in &conditions {
                     let cond = self.generator.condition_embedding(&vec![k; r])?;
                     let x = self.generator.generate(&best, &cond, GradientPath::None)?;
                     note_shape(&x)?;
                     scores.push(self.ensemble.scores(&x)?);
                     images.push(images_of(x)?);
+                    shares.push(shares_of(&best, &cond)?);
                 }
+                let shares: Option<Vec<Vec<Vec<f32>>>> = shares.into_iter().collect();
                 for k in 0..r {
                     let imgs = images.iter().map(|per_cond| per_cond[k].clone()).collect();
-                    per_restart.push((imgs, pick(&scores, k)));
+                    let drawn = shares
+                        .as_ref()
+                        .map(|per_cond| per_cond.iter().map(|s| s[k].clone()).collect());
+                    per_restart.push((imgs, pick(&scores, k), drawn));
                 }
             }
             Objective::SwitchCondition { .. } => {
@@ -752,6 +829,7 @@ impl<'a> Search<'a> {
                 note_shape(&x)?;
                 let scores = self.ensemble.scores(&x)?;
                 let imgs = images_of(x)?;
+                let shares = shares_of(&z, &cond)?;
                 for k in 0..r {
                     let rows = k * draws..(k + 1) * draws;
                     let sub = Scores {
@@ -761,14 +839,16 @@ impl<'a> Search<'a> {
                     per_restart.push((
                         imgs[rows.clone()].iter().take(SWITCH_GALLERY_IMAGES).cloned().collect(),
                         sub,
+                        shares.as_ref().map(|s| s[rows.clone()].to_vec()),
                     ));
                 }
             }
         }
         let mut out = Vec::with_capacity(r);
-        for (k, (images, scores)) in per_restart.into_iter().enumerate() {
+        for (k, (images, scores, drawn)) in per_restart.into_iter().enumerate() {
             let variable = state.best[k * m..(k + 1) * m].to_vec();
             let (auto, held) = self.judge(&scores);
+            let generator_failure = drawn.as_deref().map(|d| self.fails(d, true));
             let latent = !self.searches_embedding();
             let ks = latent.then(|| ks_normal(&variable));
             out.push(Candidate {
@@ -779,6 +859,8 @@ impl<'a> Search<'a> {
                 held_out_probs: scores.held_out.clone(),
                 auto_success: auto,
                 held_out_success: held,
+                drawn_shares: drawn,
+                generator_failure,
                 ks_statistic: ks.map(|(d, _)| d),
                 ks_p: ks.map(|(_, p)| p),
                 non_gaussian: ks.map(|(_, p)| p < cfg.naturalness.alpha),
@@ -799,6 +881,14 @@ impl<'a> Search<'a> {
     /// - distorted: under every condition, the conditioned class gets probability < ½;
     /// - condition switch: on at least half of the fresh latents the target is the top class.
     fn judge(&self, scores: &Scores) -> (bool, Option<bool>) {
+        let auto = scores.members.iter().all(|probs| self.fails(probs, false));
+        let held = scores.held_out.as_ref().map(|probs| self.fails(probs, true));
+        (auto, held)
+    }
+
+    /// Whether per-image class probabilities (`[image][class]`) show this objective's failure;
+    /// `strict_other`: an unrelated image must moreover show another class with probability ≥ ½.
+    fn fails(&self, probs: &[Vec<f32>], strict_other: bool) -> bool {
         let cfg = self.config;
         let argmax = |p: &[f32]| {
             p.iter()
@@ -806,23 +896,18 @@ impl<'a> Search<'a> {
                 .max_by(|a, b| a.1.total_cmp(b.1))
                 .map_or(0, |(i, _)| i)
         };
-        let fails = |probs: &[Vec<f32>], strict_other: bool| -> bool {
-            match cfg.objective {
-                Objective::Unrelated => {
-                    let p = &probs[0];
-                    let top = argmax(p);
-                    top != cfg.class && (!strict_other || p[top] >= 0.5)
-                }
-                Objective::Distorted => probs.iter().enumerate().all(|(k, p)| p[k] < 0.5),
-                Objective::SwitchCondition { target } => {
-                    let hits = probs.iter().filter(|p| argmax(p) == target).count();
-                    2 * hits >= probs.len()
-                }
+        match cfg.objective {
+            Objective::Unrelated => {
+                let p = &probs[0];
+                let top = argmax(p);
+                top != cfg.class && (!strict_other || p[top] >= 0.5)
             }
-        };
-        let auto = scores.members.iter().all(|probs| fails(probs, false));
-        let held = scores.held_out.as_ref().map(|probs| fails(probs, true));
-        (auto, held)
+            Objective::Distorted => probs.iter().enumerate().all(|(k, p)| p[k] < 0.5),
+            Objective::SwitchCondition { target } => {
+                let hits = probs.iter().filter(|p| argmax(p) == target).count();
+                2 * hits >= probs.len()
+            }
+        }
     }
 }
 
@@ -862,6 +947,14 @@ pub struct Summary {
     pub human_judged: usize,
     /// NGR: share of automatic successes whose latent fails the normality test.
     pub non_gaussian_rate: Option<f64>,
+    /// Share of restarts whose result is a real generator failure by the generator's own account
+    /// (generators that know what they drew), whatever the classifiers said.
+    #[serde(default)]
+    pub generator_failure_rate: Option<f64>,
+    /// Share of restarts held-out-confirmed *and* a real generator failure: the confirmations
+    /// that are not classifier errors.
+    #[serde(default)]
+    pub confirmed_generator_failure_rate: Option<f64>,
     pub generator_calls: usize,
     pub seconds: f64,
 }
@@ -876,6 +969,19 @@ impl SearchResult {
             .map(|c| c.held_out_success.map(|h| h && c.auto_success))
             .collect::<Option<Vec<bool>>>()
             .map(|v| v.iter().filter(|b| **b).count() as f64 / n);
+        let truth = self
+            .candidates
+            .iter()
+            .map(|c| c.generator_failure)
+            .collect::<Option<Vec<bool>>>();
+        let confirmed_truth = truth.as_ref().map(|t| {
+            self.candidates
+                .iter()
+                .zip(t)
+                .filter(|(c, real)| **real && c.auto_success && c.held_out_success == Some(true))
+                .count() as f64
+                / n
+        });
         let judged: Vec<bool> = self.candidates.iter().filter_map(|c| c.human).collect();
         let ng: Vec<bool> = auto.iter().filter_map(|c| c.non_gaussian).collect();
         Summary {
@@ -885,6 +991,8 @@ impl SearchResult {
             ssr_human: (!judged.is_empty()).then(|| judged.iter().filter(|b| **b).count() as f64 / judged.len() as f64),
             human_judged: judged.len(),
             non_gaussian_rate: (!ng.is_empty()).then(|| ng.iter().filter(|b| **b).count() as f64 / ng.len() as f64),
+            generator_failure_rate: truth.map(|t| t.iter().filter(|b| **b).count() as f64 / n),
+            confirmed_generator_failure_rate: confirmed_truth,
             generator_calls: self.generator_calls,
             seconds: self.seconds,
         }

@@ -78,6 +78,13 @@ pub fn show(
         ui.label(format!("NGR {}", pct(s.non_gaussian_rate)))
             .on_hover_text("Share of the ensemble's failures whose latent fails a KS normality test (α = 0.05)");
         ui.separator();
+        if let Some(real) = s.confirmed_generator_failure_rate {
+            ui.label(format!("confirmed and drawn wrong {}", pct(Some(real))))
+                .on_hover_text(
+                    "The generator knows what it drew: share of restarts the judge confirms whose drawn shape really is another class (the rest are classifier errors)",
+                );
+            ui.separator();
+        }
         ui.weak(format!("{} generator calls, {:.1} s", s.generator_calls, s.seconds));
     });
     ui.horizontal(|ui| {
@@ -206,6 +213,19 @@ fn card_text(
             .cloned()
             .unwrap_or("held-out".into());
         lines.push(format!("judge {}", verdict_line(&name, p, asked, &info.class_names)));
+    }
+    if let Some(shares) = c.drawn_shares.as_ref().and_then(|d| d.first()) {
+        let (k, w) = shares
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap_or((0, &0.0));
+        let shape = info.class_names.get(k).cloned().unwrap_or_else(|| format!("class {k}"));
+        let verdict = match c.generator_failure {
+            Some(true) => "a generator failure",
+            _ => "not a generator failure",
+        };
+        lines.push(format!("drawn: {shape} {:.0} % ({verdict})", w * 100.0));
     }
     ui.label(lines.join("  ·  "));
     if let (Some(p), Some(ng)) = (c.ks_p, c.non_gaussian) {

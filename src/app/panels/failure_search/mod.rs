@@ -67,6 +67,8 @@ pub struct FailureSearchSettings {
     /// Generator calls per restart (a gradient evaluation counts two).
     pub budget: usize,
     pub lr: f64,
+    /// Gradient and evolution modes: random draws per restart before the first step.
+    pub screen: usize,
     /// DDIM steps of the generator during the search.
     pub steps: usize,
     pub seed: u64,
@@ -93,7 +95,8 @@ impl Default for FailureSearchSettings {
             mode: ModeKind::Skip,
             restarts: 16,
             budget: 100,
-            lr: 0.3,
+            lr: SearchConfig::default().lr,
+            screen: SearchConfig::default().screen,
             steps: 10,
             seed: 0,
             exact_last: 0,
@@ -120,6 +123,7 @@ impl FailureSearchSettings {
             restarts: self.restarts.max(1),
             budget: self.budget.max(1),
             lr: self.lr,
+            screen: self.screen,
             seed: self.seed,
             naturalness: Naturalness::default(),
             ..SearchConfig::default()
@@ -132,6 +136,7 @@ impl FailureSearchSettings {
         self.restarts = c.restarts;
         self.budget = c.budget;
         self.lr = c.lr;
+        self.screen = c.screen;
         self.seed = c.seed;
         match c.objective {
             Objective::Unrelated => self.objective = ObjectiveChoice::Unrelated,
@@ -648,6 +653,14 @@ fn controls(
             ui.add(egui::DragValue::new(&mut settings.lr).range(0.001..=10.0).speed(0.01))
                 .labelled_by(l.id);
             ui.end_row();
+            if settings.objective != ObjectiveChoice::Switch {
+                let l = ui.label("Screening draws").on_hover_text(
+                    "Random draws per restart before the first step, which starts from the best of them (part of the budget)",
+                );
+                ui.add(egui::DragValue::new(&mut settings.screen).range(0..=100_000))
+                    .labelled_by(l.id);
+                ui.end_row();
+            }
         }
         let l = ui.label("Sampler steps");
         ui.add(egui::DragValue::new(&mut settings.steps).range(1..=1000))
@@ -670,7 +683,7 @@ fn controls(
                 "{} iterations × {} restarts ({} generator calls per restart)",
                 config.iterations(classes),
                 config.restarts,
-                config.iterations(classes) * config.calls_per_iteration(classes)
+                config.calls_per_restart(classes)
             ),
         };
         if ui
