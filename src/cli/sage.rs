@@ -333,10 +333,7 @@ fn compare(args: &SageArgs, setup: Arc<SageSetup>, names: &[String]) -> anyhow::
         let result = run_search(setup.clone(), config, None, &dir)?;
         write_run(&dir, &result, &info)?;
         let s = result.summary();
-        let confirmed = result
-            .candidates
-            .iter()
-            .filter(|c| c.auto_success && c.held_out_success == Some(true));
+        let confirmed = result.candidates.iter().filter(|c| c.held_out_confirmed());
         // Of those, the ones the generator itself says it drew wrong (None: it cannot tell).
         let real = confirmed
             .clone()

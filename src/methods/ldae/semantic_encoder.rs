@@ -17,7 +17,8 @@ use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::core::ops::MultiHeadAttention;
+// `nn.LayerNorm` with its keys and torch's 1/0 start.
+use crate::core::ops::{MultiHeadAttention, layer_norm as load_ln};
 use crate::core::weights::{Checkpoint, LoadOptions, LoadReport, WeightsError, build_model, load_checkpoint};
 
 /// ConvNeXt's LayerNorm ε (torchvision).
@@ -179,10 +180,6 @@ impl SemanticEncoderConfig {
 /// torchvision `LayerNorm2d`: LayerNorm over the channels of `(N, C, H, W)`.
 fn layer_norm_2d(ln: &LayerNorm, x: &Tensor) -> Result<Tensor> {
     ln.forward(&x.permute((0, 2, 3, 1))?)?.permute((0, 3, 1, 2))
-}
-
-fn load_ln(vb: VarBuilder, c: usize, eps: f64) -> Result<LayerNorm> {
-    candle_nn::layer_norm(c, eps, vb)
 }
 
 /// `ln.forward(x)`, except that while training (a gradient is tracked) the composite LayerNorm is used:

@@ -340,6 +340,13 @@ pub struct Candidate {
     pub human: Option<bool>,
 }
 
+impl Candidate {
+    /// The ensemble calls it a failure and the held-out judge confirms it.
+    pub fn held_out_confirmed(&self) -> bool {
+        self.auto_success && self.held_out_success == Some(true)
+    }
+}
+
 /// A finished search.
 #[derive(Clone, Debug)]
 pub struct SearchResult {
@@ -874,20 +881,21 @@ impl<'a> Search<'a> {
         Ok((out, image_shape))
     }
 
-    /// Whether the ensemble (every member) and the held-out classifier see the failure.
-    ///
-    /// - unrelated: the image is not recognised as the class; the held-out judge must moreover
-    ///   name another class with probability ≥ ½ (natural, but something else);
-    /// - distorted: under every condition, the conditioned class gets probability < ½;
-    /// - condition switch: on at least half of the fresh latents the target is the top class.
+    /// Whether the ensemble (every member) and the held-out classifier see the failure (the
+    /// judge by the strict rule of [`Search::fails`]).
     fn judge(&self, scores: &Scores) -> (bool, Option<bool>) {
         let auto = scores.members.iter().all(|probs| self.fails(probs, false));
         let held = scores.held_out.as_ref().map(|probs| self.fails(probs, true));
         (auto, held)
     }
 
-    /// Whether per-image class probabilities (`[image][class]`) show this objective's failure;
-    /// `strict_other`: an unrelated image must moreover show another class with probability ≥ ½.
+    /// Whether per-image class probabilities (`[image][class]`) show this objective's failure:
+    ///
+    /// - unrelated: the image is not recognised as the class; with `strict_other` (the judge, and
+    ///   a generator's own account) another class must moreover have probability ≥ ½ (natural,
+    ///   but something else);
+    /// - distorted: under every condition, the conditioned class gets probability < ½;
+    /// - condition switch: on at least half of the fresh latents the target is the top class.
     fn fails(&self, probs: &[Vec<f32>], strict_other: bool) -> bool {
         let cfg = self.config;
         let argmax = |p: &[f32]| {
@@ -966,7 +974,7 @@ impl SearchResult {
         let confirmed = self
             .candidates
             .iter()
-            .map(|c| c.held_out_success.map(|h| h && c.auto_success))
+            .map(|c| c.held_out_success.map(|_| c.held_out_confirmed()))
             .collect::<Option<Vec<bool>>>()
             .map(|v| v.iter().filter(|b| **b).count() as f64 / n);
         let truth = self
@@ -978,7 +986,7 @@ impl SearchResult {
             self.candidates
                 .iter()
                 .zip(t)
-                .filter(|(c, real)| **real && c.auto_success && c.held_out_success == Some(true))
+                .filter(|(c, real)| **real && c.held_out_confirmed())
                 .count() as f64
                 / n
         });

@@ -215,17 +215,14 @@ fn card_text(
         lines.push(format!("judge {}", verdict_line(&name, p, asked, &info.class_names)));
     }
     if let Some(shares) = c.drawn_shares.as_ref().and_then(|d| d.first()) {
-        let (k, w) = shares
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .unwrap_or((0, &0.0));
-        let shape = info.class_names.get(k).cloned().unwrap_or_else(|| format!("class {k}"));
         let verdict = match c.generator_failure {
             Some(true) => "a generator failure",
             _ => "not a generator failure",
         };
-        lines.push(format!("drawn: {shape} {:.0} % ({verdict})", w * 100.0));
+        lines.push(format!(
+            "{} ({verdict})",
+            verdict_line("drawn", shares, asked, &info.class_names)
+        ));
     }
     ui.label(lines.join("  ·  "));
     if let (Some(p), Some(ng)) = (c.ks_p, c.non_gaussian) {
