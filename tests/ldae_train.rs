@@ -9,10 +9,11 @@ use latent_workbench::core::jobs::JobContext;
 use latent_workbench::core::manifest::Manifest;
 use latent_workbench::core::train::encode_tensors;
 use latent_workbench::core::weights::LoadOptions;
+use latent_workbench::methods::demo_data::cohort;
 use latent_workbench::methods::ldae::autoencoder::AutoencoderKL;
 use latent_workbench::methods::ldae::config::AutoencoderKlConfig;
 use latent_workbench::methods::ldae::demo_train::{
-    self, CohortSplit, DemoArchitecture, DemoSettings, Grid, Persistence, Scan, StageSteps,
+    self, CohortSplit, DemoArchitecture, DemoSettings, Grid, Persistence, Scan, ScanGeometry, StageSteps,
 };
 use latent_workbench::methods::ldae::model::LdaeModel;
 use latent_workbench::methods::ldae::semantic_encoder::{SemanticEncoder, SemanticEncoderConfig};
@@ -49,6 +50,7 @@ fn scans(n: usize, seed: u64) -> Vec<Scan> {
                 subject: format!("sub-{i:03}"),
                 month: 0,
                 tensor: Tensor::from_vec(v, (1, 1, 16, 16, 16), &Device::Cpu).unwrap(),
+                geometry: None,
             }
         })
         .collect()
@@ -84,7 +86,18 @@ fn flat(t: &[(String, Tensor)]) -> Vec<(String, Vec<f32>)> {
 fn demo_trainer_writes_an_official_layout_folder_and_resumes_from_stage_files() {
     let dir = tempfile::tempdir().unwrap();
     let train = scans(3, 1);
-    let heldout = scans(1, 2);
+    let mut heldout = scans(1, 2);
+    // A grid in world mm (12 mm voxels around the MNI origin), so the ventricle proxy is reported.
+    let geometry = ScanGeometry {
+        spacing_mm: [12.0; 3],
+        world_from_voxel: [
+            [12.0, 0.0, 0.0, -90.0],
+            [0.0, 12.0, 0.0, -110.0],
+            [0.0, 0.0, 12.0, -70.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ],
+    };
+    heldout[0].geometry = Some(geometry);
     let settings = settings();
     let ctx = JobContext::detached();
     let persist = Persistence {
@@ -99,7 +112,14 @@ fn demo_trainer_writes_an_official_layout_folder_and_resumes_from_stage_files() 
     let model = demo_train::train(&settings, &train, &heldout, &Device::Cpu, &ctx, Some(&persist), &log).unwrap();
     assert_eq!(model.stages.len(), 3);
     assert!(model.stages.iter().all(|s| !s.loaded && s.final_loss.is_finite()));
-    assert!(model.ae_eval.as_ref().unwrap().ssim.is_finite());
+    let eval = model.ae_eval.as_ref().unwrap();
+    assert!(eval.ssim.is_finite());
+    let input_ml = cohort::ventricle_csf_ml(&geometry.volume(&heldout[0].tensor).unwrap());
+    assert_eq!(eval.ventricle_ml_input, Some(input_ml), "the proxy of the input scan");
+    assert!(
+        eval.ventricle_ml_reconstruction
+            .is_some_and(|ml| ml.is_finite() && ml >= 0.0)
+    );
     assert_eq!(model.latent_shape, vec![3, 8, 8, 8]);
     assert!(lines.lock().unwrap().len() >= 3);
 

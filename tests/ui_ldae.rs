@@ -57,6 +57,7 @@ fn fixture() -> &'static PathBuf {
                 subject: format!("sub-{i:03}"),
                 month: 0,
                 tensor: Tensor::from_vec(blobs(i), (1, 1, N, N, N), &Device::Cpu).unwrap(),
+                geometry: None,
             })
             .collect();
         let mut settings = DemoSettings::demo(

@@ -84,8 +84,12 @@ pub fn ldae_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
         shape: prep.output_dims(),
     };
     let ae_text = model.ae_eval.as_ref().map_or(String::new(), |e| {
+        let ventricles = match (e.ventricle_ml_input, e.ventricle_ml_reconstruction) {
+            (Some(a), Some(b)) => format!(", ventricle proxy {a:.1} mL in and {b:.1} mL out"),
+            _ => String::new(),
+        };
         format!(
-            "; autoencoder on {} held-out scans: SSIM {:.3}, MSE {:.5}",
+            "; autoencoder on {} held-out scans: SSIM {:.3}, MSE {:.5}{ventricles}",
             e.scans, e.ssim, e.mse
         )
     });

@@ -10,7 +10,7 @@ use candle_core::{Device, Result, Tensor};
 use std::ops::Range;
 
 use crate::core::jobs::JobContext;
-use crate::core::volume::Volume;
+use crate::core::volume::{Affine, Volume};
 use crate::methods::demo_data::cohort::{self, Prepared, Subject};
 
 /// Which cohort the demo model is trained on and which subjects it never sees.
@@ -37,6 +37,32 @@ pub struct Scan {
     pub subject: String,
     pub month: u32,
     pub tensor: Tensor,
+    /// Where its voxels lie in the world, when known (the cohort's MNI grid): lets the trainer report
+    /// measures in world coordinates such as the ventricle proxy.
+    pub geometry: Option<ScanGeometry>,
+}
+
+/// A scan grid's voxel size and voxel-to-world affine (those of the [`Volume`] it came from).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScanGeometry {
+    pub spacing_mm: [f32; 3],
+    pub world_from_voxel: Affine,
+}
+
+impl ScanGeometry {
+    pub fn of(volume: &Volume) -> Self {
+        Self {
+            spacing_mm: volume.spacing_mm(),
+            world_from_voxel: *volume.world_from_voxel(),
+        }
+    }
+
+    /// The first item of a `(B, 1, X, Y, Z)` tensor as a volume on this grid.
+    pub fn volume(&self, t: &Tensor) -> std::result::Result<Volume, String> {
+        let v = crate::methods::ldae::model::tensor_to_volume(t, self.spacing_mm).map_err(|e| e.to_string())?;
+        let dims = v.dims();
+        Volume::new(dims, 1, self.spacing_mm, self.world_from_voxel, v.into_data()).map_err(|e| e.to_string())
+    }
 }
 
 /// A [`Volume`] as LDAE's networks take it: `(1, 1, X, Y, Z)`, Z fastest, min-max scaled to [0, 1]
@@ -77,6 +103,7 @@ pub fn cohort_scans(
                 subject: rec.subject.clone(),
                 month: rec.month,
                 tensor,
+                geometry: Some(ScanGeometry::of(&volume)),
             });
             Ok(())
         })

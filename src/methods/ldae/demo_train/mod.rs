@@ -25,7 +25,7 @@ mod frozen;
 mod manifest;
 mod stages;
 
-pub use data::{CohortSplit, Scan, cohort_scans, encoder_input, volume_to_tensor};
+pub use data::{CohortSplit, Scan, ScanGeometry, cohort_scans, encoder_input, volume_to_tensor};
 pub use manifest::{Grid, manifest};
 pub use stages::{AE_PREFIX, AeEval, DECODER_PREFIX, ENCODER_PREFIX, StageReport};
 

@@ -15,6 +15,7 @@ use crate::core::train::{
     AdamWConfig, Checkpoint, CheckpointPolicy, LrSchedule, Result, SeededParams, StepOutput, TrainError, TrainLoop,
     encode_tensors,
 };
+use crate::methods::demo_data::cohort;
 use crate::methods::ldae::autoencoder::AutoencoderKL;
 use crate::methods::ldae::config::LDAE_SCALE_FACTOR;
 use crate::methods::ldae::semantic_encoder::{SemanticEncoder, positional_encoding};
@@ -58,6 +59,11 @@ pub struct AeEval {
     pub ssim: f64,
     pub mse: f64,
     pub psnr: f64,
+    /// Mean ventricle proxy (`cohort::ventricle_csf_ml`, mL) of the inputs and of their
+    /// reconstructions, over the scans whose grid is known: whether the ventricles, the structure the
+    /// disease direction should move, survive the autoencoder.
+    pub ventricle_ml_input: Option<f64>,
+    pub ventricle_ml_reconstruction: Option<f64>,
 }
 
 fn invalid(e: impl std::fmt::Display) -> TrainError {
@@ -358,6 +364,7 @@ fn evaluate_ae(ae: &AutoencoderKL, heldout: &[Scan], n: usize, ctx: &JobContext)
         ..SsimOptions::default()
     };
     let (mut ssim, mut mse, mut psnr) = (0.0, 0.0, 0.0);
+    let (mut vent_in, mut vent_out, mut measured) = (0.0, 0.0, 0usize);
     for (i, s) in picks.iter().enumerate() {
         ctx.check().map_err(|_| TrainError::Cancelled)?;
         let recon = ae.reconstruct(&s.tensor)?;
@@ -368,6 +375,11 @@ fn evaluate_ae(ae: &AutoencoderKL, heldout: &[Scan], n: usize, ctx: &JobContext)
         ssim += sim.ssim;
         mse += sim.mse;
         psnr += sim.psnr;
+        if let Some(g) = &s.geometry {
+            vent_in += cohort::ventricle_csf_ml(&g.volume(&s.tensor).map_err(invalid)?);
+            vent_out += cohort::ventricle_csf_ml(&g.volume(&recon).map_err(invalid)?);
+            measured += 1;
+        }
         ctx.set(
             (i + 1) as f32 / n as f32,
             format!("autoencoder on held-out scans {}/{n}", i + 1),
@@ -379,6 +391,8 @@ fn evaluate_ae(ae: &AutoencoderKL, heldout: &[Scan], n: usize, ctx: &JobContext)
         ssim: ssim / k,
         mse: mse / k,
         psnr: psnr / k,
+        ventricle_ml_input: (measured > 0).then(|| vent_in / measured as f64),
+        ventricle_ml_reconstruction: (measured > 0).then(|| vent_out / measured as f64),
     }))
 }
 
@@ -489,8 +503,12 @@ pub(super) fn run_all(
     let latent_shape = latents[0].dims()[1..].to_vec();
     let ae_eval = evaluate_ae(&ae, heldout, settings.eval_scans, ctx)?;
     if let Some(e) = &ae_eval {
+        let ventricles = match (e.ventricle_ml_input, e.ventricle_ml_reconstruction) {
+            (Some(a), Some(b)) => format!(", ventricle proxy {a:.1} mL in, {b:.1} mL out"),
+            _ => String::new(),
+        };
         log(&format!(
-            "autoencoder on {} held-out scans: SSIM {:.4}, MSE {:.6}, PSNR {:.2} dB",
+            "autoencoder on {} held-out scans: SSIM {:.4}, MSE {:.6}, PSNR {:.2} dB{ventricles}",
             e.scans, e.ssim, e.mse, e.psnr
         ));
     }
