@@ -339,3 +339,43 @@ fn a_probe_is_fitted_from_a_labelled_csv() {
     assert_eq!(r.samples, 12);
     h.get_by_label_contains("5-fold CV over 12 subjects");
 }
+
+#[test]
+fn the_demo_fits_a_diagnosis_probe_on_generated_scans_and_previews_an_edit() {
+    let mut h = harness("Attributes", true);
+    {
+        let app = h.state_mut();
+        app.state.ldae.preview_steps = 2;
+        let dir = fixture().join("models").join("ldae-tiny");
+        app.session.attributes.run_demo(Some(dir), None);
+    }
+    h.step();
+    wait(&mut h, "the demo fit and its preview", |a| {
+        !a.session.attributes.busy() && a.session.attributes.shown().is_some()
+    });
+    let app = h.state();
+    let rt = &app.session.attributes;
+    assert_eq!(rt.error, None);
+    let p = rt.probe().expect("a fitted probe");
+    assert_eq!(p.label, "diagnosis");
+    assert_eq!(
+        p.kind,
+        ProbeKind::Binary {
+            positive: "AD".into(),
+            negative: "CN".into()
+        }
+    );
+    // Subjects 0–31 of the cohort, CN (index % 3 == 0: 11) and AD (index % 3 == 2: 10), three visits each.
+    assert_eq!(rt.report().expect("a CV report").samples, 63);
+    let scan = app
+        .session
+        .assets
+        .iter()
+        .find(|a| a.name == "sub-033 M00 (synthetic CN)")
+        .expect("the demo scan joins the session");
+    assert_eq!(rt.scan.source, ScanSource::Asset(scan.id));
+    let e = rt.shown().unwrap();
+    assert_eq!(e.strength, 2.5);
+    assert!(e.score_after > e.score_before, "the edit moves toward AD");
+    h.get_by_label_contains("fitted on 63 synthetic demo scans");
+}

@@ -35,7 +35,7 @@ pub struct Launch {
     pub screenshot: Option<PathBuf>,
     pub tab: Option<String>,
     pub size: Option<String>,
-    /// Run the Interpolation demo on start (see `gui --run-demo`).
+    /// Run the shown tab's demo on start (Interpolation unless the tab has its own; see `gui --run-demo`).
     pub run_demo: bool,
 }
 
@@ -152,6 +152,12 @@ impl WorkbenchApp {
                 app.session.motion.demo_pending = true;
             } else if tab == Tab::FailureSearch {
                 app.session.failure_search.run_on_open = true;
+            } else if tab == Tab::Attributes {
+                use panels::interpolation::shared;
+                let dir = shared::model_dir(&app.session, &app.state.ldae.model)
+                    .or_else(|| shared::ldae_models(&app.session).first().map(|m| m.dir.clone()));
+                let waker = app.session.waker.clone();
+                app.session.attributes.run_demo(dir, waker);
             } else if tab == Tab::WildFusion {
                 // The tab renders its first view as soon as it is shown.
             } else {

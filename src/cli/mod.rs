@@ -176,6 +176,8 @@ pub struct GuiArgs {
     /// Run the built-in LDAE demo on start: the Interpolation tab generates the held-out demo subject
     /// and synthesises its month-12 scan from months 0 and 24 (with --screenshot: a picture of results).
     /// With `--tab shapes`: adds two demo shapes and runs the wavelet round trip and a blend on them.
+    /// With `--tab attributes`: fits a diagnosis probe (AD vs CN) on synthetic cohort scans and
+    /// previews a held-out CN scan moved toward AD (s = 2.5).
     #[arg(long)]
     pub run_demo: bool,
 }

@@ -58,18 +58,36 @@ pub fn fit(req: FitRequest, cached: Option<Arc<LdaeModel>>, ctx: &JobContext) ->
             format!("encoding {}/{}", k + 1, rows.len()),
         );
         let raw = crate::io::nifti::read(&path).map_err(failed)?;
-        let scan = model.preprocess(&raw)?;
-        codes.push(code_vec(&model.encode(&scan)?.y_sem)?);
+        codes.push(semantic_code(&model, &raw)?);
     }
-    ctx.set(0.92, "cross-validating");
     let groups: Option<Vec<String>> = req.set.groups().map(|g| rows.iter().map(|&i| g[i].clone()).collect());
-    let units = groups.as_ref().map_or(rows.len(), |g| {
-        let mut u = g.clone();
+    fit_codes(&req.column, &codes, &labels, groups.as_deref(), model, started, ctx)
+}
+
+/// y_sem of a raw scan (preprocessed as the model asks).
+fn semantic_code(model: &LdaeModel, raw: &Volume) -> Result<Vec<f32>, JobError> {
+    let scan = model.preprocess(raw)?;
+    code_vec(&model.encode(&scan)?.y_sem)
+}
+
+/// Cross-validates (grouped by subject when `groups` is given) and fits the probe on every code.
+fn fit_codes(
+    column: &str,
+    codes: &[Vec<f32>],
+    labels: &Labels,
+    groups: Option<&[String]>,
+    model: Arc<LdaeModel>,
+    started: Instant,
+    ctx: &JobContext,
+) -> Result<Fitted, JobError> {
+    ctx.set(0.92, "cross-validating");
+    let units = groups.map_or(codes.len(), |g| {
+        let mut u = g.to_vec();
         u.sort();
         u.dedup();
         u.len()
     });
-    let scarce = match &labels {
+    let scarce = match labels {
         Labels::Binary { values, .. } => {
             let pos = values.iter().filter(|&&v| v).count();
             pos.min(values.len() - pos)
@@ -82,10 +100,10 @@ pub fn fit(req: FitRequest, cached: Option<Arc<LdaeModel>>, ctx: &JobContext) ->
         seed: 0,
         l2: L2::Auto,
     };
-    let report = probe::cross_validate(&codes, &labels, groups.as_deref(), &opts).map_err(failed)?;
+    let report = probe::cross_validate(codes, labels, groups, &opts).map_err(failed)?;
     ctx.check()?;
     ctx.set(0.97, "fitting on all scans");
-    let probe = probe::fit_probe(&req.column, &codes, &labels, L2::Auto, 0).map_err(failed)?;
+    let probe = probe::fit_probe(column, codes, labels, L2::Auto, 0).map_err(failed)?;
     Ok(Fitted {
         probe,
         report,
@@ -235,5 +253,67 @@ pub fn edit(
         seconds: started.elapsed().as_secs_f64(),
         model,
         probe: req.probe,
+    })
+}
+
+/// Cohort subjects (`demo-data cohort`, seed 0) whose scans fit the tab's demo probe: the shipped demo
+/// model's training subjects, CN and AD only.
+const DEMO_PROBE_SUBJECTS: std::ops::Range<usize> = 0..32;
+const DEMO_PROBE_MONTHS: [u32; 3] = [0, 12, 24];
+/// The scan the demo edits: held-out subject sub-033 (CN) at month 0.
+const DEMO_EDIT_SUBJECT: usize = 33;
+/// How far the demo moves the scan toward AD (LDAE's tutorial strength).
+pub const DEMO_STRENGTH: f64 = 2.5;
+
+/// What the tab's `--run-demo` shows: a diagnosis probe (AD positive, CN negative) fitted on
+/// synthetic cohort scans generated in memory, and a held-out CN scan to move toward AD.
+pub struct DemoAttribute {
+    pub fitted: Fitted,
+    pub scan_name: String,
+    pub scan: Volume,
+}
+
+pub fn demo(model_dir: PathBuf, cached: Option<Arc<LdaeModel>>, ctx: &JobContext) -> Result<DemoAttribute, JobError> {
+    use crate::methods::demo_data::cohort::{self, Diagnosis, GridSpec, Subject};
+    let started = Instant::now();
+    let model = model_for(cached, &model_dir, ctx)?;
+    ctx.set(0.02, "preparing the MNI152 template");
+    let maps = crate::io::demo_assets::template_volumes().map_err(failed)?;
+    let prep = cohort::prepare_maps(&maps.t1, &maps.gm, &maps.wm, GridSpec::Demo).map_err(failed)?;
+    let subjects: Vec<Subject> = cohort::subjects(0, DEMO_PROBE_SUBJECTS.end)[DEMO_PROBE_SUBJECTS]
+        .iter()
+        .filter(|s| s.diagnosis != Diagnosis::Mci)
+        .cloned()
+        .collect();
+    let generated = Mutex::new(Vec::new());
+    cohort::generate(&prep, &subjects, &DEMO_PROBE_MONTHS, ctx, |rec, volume| {
+        generated.lock().map_err(|e| e.to_string())?.push((rec.clone(), volume));
+        Ok(())
+    })
+    .map_err(failed)?;
+    let mut generated = generated.into_inner().unwrap_or_else(PoisonError::into_inner);
+    generated.sort_by(|(a, _), (b, _)| (&a.subject, a.month).cmp(&(&b.subject, b.month)));
+    let mut codes = Vec::with_capacity(generated.len());
+    for (k, (_, volume)) in generated.iter().enumerate() {
+        ctx.check()?;
+        ctx.set(
+            0.9 * k as f32 / generated.len() as f32,
+            format!("encoding demo scan {}/{}", k + 1, generated.len()),
+        );
+        codes.push(semantic_code(&model, volume)?);
+    }
+    let labels = Labels::Binary {
+        values: generated.iter().map(|(r, _)| r.diagnosis == Diagnosis::Ad).collect(),
+        positive: Diagnosis::Ad.as_str().into(),
+        negative: Diagnosis::Cn.as_str().into(),
+    };
+    let groups: Vec<String> = generated.iter().map(|(r, _)| r.subject.clone()).collect();
+    let fitted = fit_codes("diagnosis", &codes, &labels, Some(&groups), model, started, ctx)?;
+    let subject = Subject::new(0, DEMO_EDIT_SUBJECT);
+    let scan = cohort::synthesize(&prep, &subject, 0).map_err(failed)?;
+    Ok(DemoAttribute {
+        fitted,
+        scan_name: format!("{} M00 (synthetic {})", subject.id, subject.diagnosis.as_str()),
+        scan,
     })
 }

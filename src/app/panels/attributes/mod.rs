@@ -3,20 +3,22 @@
 //! cross-validation, or loaded from a file such as LDAE's `disease_classifier.ckpt`) gives a
 //! direction; a scan slides along it (y' = y + s·√d·ŵ in standardised space) with a low-step live
 //! preview, a difference map against the unedited reconstruction, the probe's score before and
-//! after, and an export at full quality.
+//! after, and an export at full quality. Its demo (`gui --tab attributes --run-demo`) fits a diagnosis
+//! probe on generated cohort scans and previews a held-out CN scan moved toward AD.
 
 pub mod compute;
 pub mod labelled;
 
 use super::interpolation::LdaeSettings;
 use super::interpolation::shared::{self, ScanInput, ScanSlot, ScanSource, SliceStrip, Tile};
+use crate::app::session::Loaded;
 use crate::app::{AppState, Command, Session};
 use crate::core::Colormap;
 use crate::core::jobs::{self, JobError, JobHandle};
 use crate::methods::ldae::interpolate::NoiseCache;
 use crate::methods::ldae::model::LdaeModel;
 use crate::methods::ldae::probe::{CvMetrics, CvReport, LinearProbe, ProbeKind};
-use compute::{EditRequest, Edited, FitRequest, Fitted, ReconCache};
+use compute::{DemoAttribute, EditRequest, Edited, FitRequest, Fitted, ReconCache};
 use labelled::{ColumnKind, LabelledSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -50,6 +52,8 @@ pub struct AttributesRuntime {
     cache: Arc<Mutex<NoiseCache>>,
     recon: ReconCache,
     fit: Option<JobHandle<Fitted>>,
+    /// `--run-demo`: a probe fitted on generated cohort scans and a scan to edit.
+    demo: Option<JobHandle<DemoAttribute>>,
     load: Option<JobHandle<(LinearProbe, Arc<LdaeModel>)>>,
     preview: Option<JobHandle<Edited>>,
     /// The edit for export at full quality, then its export.
@@ -68,6 +72,7 @@ impl AttributesRuntime {
     /// Whether any job of the panel runs.
     pub fn busy(&self) -> bool {
         self.fit.is_some()
+            || self.demo.is_some()
             || self.load.is_some()
             || self.preview.is_some()
             || self.full.is_some()
@@ -94,6 +99,40 @@ impl AttributesRuntime {
         self.requested = None;
         self.report = None;
     }
+    /// The tab's demo: fits a diagnosis probe (AD vs CN) on synthetic cohort scans generated in
+    /// memory, then previews a held-out CN scan moved toward AD (`gui --tab attributes --run-demo`).
+    pub fn run_demo(&mut self, model_dir: Option<PathBuf>, waker: Option<jobs::Waker>) {
+        let Some(dir) = model_dir else {
+            self.error = Some("The demo needs a registered LDAE model (models/ldae-demo).".into());
+            return;
+        };
+        let cached = self.model.clone();
+        self.demo = Some(jobs::spawn("Attribute demo", waker, move |ctx| {
+            compute::demo(dir, cached, ctx)
+        }));
+    }
+
+    fn adopt_demo(&mut self, demo: DemoAttribute, session: &mut Session) {
+        let f = demo.fitted;
+        session.log.info(format!(
+            "Fitted a diagnosis probe (AD vs CN) on {} synthetic demo scans in {:.1} s; editing {}",
+            f.report.samples, f.seconds, demo.scan_name
+        ));
+        let id = session.add(Loaded {
+            name: demo.scan_name,
+            path: None,
+            asset: crate::core::Asset::Volume(demo.scan),
+        });
+        self.model = Some(f.model);
+        self.set_probe(f.probe, format!("fitted on {} synthetic demo scans", f.report.samples));
+        self.report = Some(f.report);
+        self.scan = ScanSlot {
+            source: ScanSource::Asset(id),
+            month: 0.0,
+        };
+        self.strength = compute::DEMO_STRENGTH;
+    }
+
     /// Reads a labelled CSV.
     pub fn open_csv(&mut self, path: &std::path::Path, settings: &mut LdaeSettings) {
         match LabelledSet::read(path) {
@@ -131,6 +170,16 @@ impl AttributesRuntime {
                     );
                     self.requested = None;
                 }
+                Err(JobError::Cancelled) => {}
+                Err(e) => self.fail(session, e),
+            }
+        }
+        if let Some(job) = &self.demo
+            && let Some(r) = job.poll()
+        {
+            self.demo = None;
+            match r {
+                Ok(d) => self.adopt_demo(d, session),
                 Err(JobError::Cancelled) => {}
                 Err(e) => self.fail(session, e),
             }
