@@ -437,3 +437,79 @@ fn the_shipped_demo_diffusion_model_opens_by_itself_and_generates() {
     assert_eq!(result.provenance["model"]["name"], "wala-shapes-diffusion");
     assert!(result.mesh.is_some(), "the demo model decodes a surface for a solid");
 }
+
+/// A voxel-conditioned model takes upstream's voxel JSON: dropping one on the window reads it in a
+/// job and makes it the condition; a grid of the wrong size or a file that is not a voxel JSON is
+/// refused with its name.
+#[test]
+fn a_voxel_model_generates_from_a_dropped_voxel_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let ae = dir.path().join("wala-ae");
+    std::fs::create_dir(&ae).unwrap();
+    let entry = wala::random_wala_model(&ae, "wala-ae", 3);
+    let args = serde_json::json!({
+        "use_pointcloud_conditions": false, "use_voxel_conditions": true, "voxel_dim": 8,
+        "voxel_context_dim": 32,
+    });
+    let folder = wala::random_wala_diffusion(&dir.path().join("WaLa-VX-tiny"), 9, args, Default::default());
+    let mut h = harness(Launch {
+        tab: Some("shapes".into()),
+        ..Launch::default()
+    });
+    h.state_mut()
+        .session
+        .models
+        .retain(|m| m.manifest.family != "wala" && m.manifest.family != "wala-diffusion");
+    h.state_mut().session.models.push(entry);
+    {
+        let g = &mut h.state_mut().state.shapes.generate;
+        g.autoencoder = Some("wala-ae".into());
+        g.steps = 2;
+        g.seed = 1;
+    }
+    h.state_mut().push(Command::Open(folder));
+    settle(&mut h);
+    h.get_by_label_contains("Load a closed mesh or an SDF volume to voxelise as the condition, or read a voxel JSON.");
+    h.get_by_label("Voxel JSON…");
+
+    // Not a voxel JSON, then a grid of the wrong size: each refused with the file's name.
+    let bad = dir.path().join("report.json");
+    std::fs::write(&bad, r#"{"operation": "export"}"#).unwrap();
+    h.state_mut().push(Command::Open(bad));
+    settle(&mut h);
+    let err = h.state().session.shapes.generate.error.clone().unwrap_or_default();
+    assert!(err.contains("report.json") && err.contains("resolution"), "{err}");
+    let small = dir.path().join("small.json");
+    std::fs::write(&small, r#"{"resolution": 8, "occupancy": [[1, 2, 3]]}"#).unwrap();
+    h.state_mut().push(Command::Open(small));
+    settle(&mut h);
+    h.get_by_label("Generate").click();
+    settle(&mut h);
+    let err = h.state().session.shapes.generate.error.clone().unwrap_or_default();
+    assert!(
+        err.contains("small.json: a 8³ voxel grid, but WaLa-VX-tiny takes 16³"),
+        "{err}"
+    );
+
+    // Upstream's example file: read, chosen as the condition and generated from.
+    let json = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wala/voxels_example.json");
+    h.state_mut().push(Command::Open(json.clone()));
+    settle(&mut h);
+    let rt = &h.state().session.shapes.generate;
+    assert_eq!(rt.error, None);
+    let file = rt.voxel_file.as_ref().expect("the voxel JSON was read");
+    assert!(rt.use_voxel_file && file.resolution == 16 && file.cells > 0);
+    assert!(
+        h.state().session.assets.iter().all(|a| a.path.as_ref() != Some(&json)),
+        "a voxel JSON is a condition, not data"
+    );
+    h.get_by_label("Generate").click();
+    settle(&mut h);
+    let rt = &h.state().session.shapes.generate;
+    assert_eq!(rt.error, None);
+    let p = &rt.result.as_ref().expect("a shape was generated").provenance;
+    assert_eq!(p["condition"]["name"], "voxels_example.json");
+    assert_eq!(p["condition"]["framing"], "as given");
+    let cells = h.state().session.shapes.generate.voxel_file.as_ref().unwrap().cells;
+    assert_eq!(p["condition"]["input"], format!("16³ voxels, {cells} occupied"));
+}

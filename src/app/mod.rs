@@ -234,6 +234,17 @@ impl WorkbenchApp {
             self.show_tab(Tab::Shapes);
             return;
         }
+        // The only JSON taken as data: WaLa's voxel condition (a clear error names any other).
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+            self.session.log.info(format!(
+                "{}: read as a WaLa voxel condition in the Shapes tab",
+                path.display()
+            ));
+            let waker = self.session.waker.clone();
+            self.session.shapes.generate.open_voxel_file(path, waker);
+            self.show_tab(Tab::Shapes);
+            return;
+        }
         let name = path
             .file_name()
             .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());

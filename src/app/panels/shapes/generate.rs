@@ -1,7 +1,8 @@
 //! The Shapes tab's generation section: a WaLa diffusion model (a folder as WaLa publishes one,
 //! `args.json` + `checkpoint.ckpt`) turns a loaded point cloud or mesh (or nothing, for an
 //! unconditional model) into a shape, in a job with progress and cancel
-//! (`methods::wala::generate`, which `wala-generate` drives too).
+//! (`methods::wala::generate`, which `wala-generate` drives too). A voxel-conditioned model also
+//! takes upstream's voxel JSON (`run.py --voxel_files`), picked here or dropped on the window.
 
 use crate::app::Session;
 use crate::app::notify::Log;
@@ -9,7 +10,8 @@ use crate::core::jobs::{self, JobError, JobHandle};
 use crate::core::manifest::Entry;
 use crate::core::{Asset, Mesh};
 use crate::methods::wala::generate::{
-    DEMO_MODEL, DIFFUSION_FAMILY, Framing, GenerateOptions, OPERATION, Prepared, WALA_POINTS, WalaGenerator,
+    ConditionInput, DEMO_MODEL, DIFFUSION_FAMILY, Framing, GenerateOptions, OPERATION, Prepared, WALA_POINTS,
+    WalaGenerator, voxel_json,
 };
 use crate::methods::wala::latent::LatentModel;
 use crate::methods::wala::uvit::{Condition, SampleOptions};
@@ -80,6 +82,43 @@ fn registered_model(session: &Session) -> Option<Entry> {
         .cloned()
 }
 
+/// A voxel JSON read as a condition (already in WaLa's frame, so it is taken as given).
+#[derive(Clone, Debug)]
+pub struct VoxelFile {
+    pub path: PathBuf,
+    pub name: String,
+    pub prepared: Prepared,
+    pub resolution: usize,
+    pub cells: usize,
+}
+
+impl VoxelFile {
+    /// Reads and checks `path` (on a worker thread: files may be large).
+    fn read(path: PathBuf) -> Result<Self, JobError> {
+        let name = path
+            .file_name()
+            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let problem = |e: String| JobError::Failed(format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(&path).map_err(|e| problem(format!("cannot be read ({e})")))?;
+        let prepared = voxel_json(&text).map_err(|e| problem(e.to_string()))?;
+        let ConditionInput::Voxels(grid) = &prepared.input else {
+            return Err(problem("not a voxel grid".into()));
+        };
+        let (resolution, cells) = (grid.resolution, grid.count());
+        Ok(Self {
+            path,
+            name,
+            prepared,
+            resolution,
+            cells,
+        })
+    }
+
+    fn label(&self) -> String {
+        format!("{} ({}³ voxel JSON, {} cells)", self.name, self.resolution, self.cells)
+    }
+}
+
 /// Which model is open: the folder and the autoencoder choice it was opened with.
 type Opened = (PathBuf, Option<String>);
 
@@ -93,6 +132,11 @@ pub struct GenerateRuntime {
     pub generator: Option<Arc<WalaGenerator>>,
     /// The loaded asset used as the condition.
     pub condition: Option<u64>,
+    /// A voxel JSON read for a voxel-conditioned model, and whether it (not the asset) conditions.
+    pub voxel_file: Option<VoxelFile>,
+    pub use_voxel_file: bool,
+    voxel_job: Option<JobHandle<VoxelFile>>,
+    voxel_pick: Option<JobHandle<Option<PathBuf>>>,
     job: Option<JobHandle<GeneratedShape>>,
     pub result: Option<GeneratedShape>,
     pub error: Option<String>,
@@ -102,14 +146,45 @@ pub struct GenerateRuntime {
 
 impl GenerateRuntime {
     pub fn busy(&self) -> bool {
-        self.open_job.is_some() || self.pick_job.is_some() || self.job.is_some() || self.demo_condition.is_some()
+        self.open_job.is_some()
+            || self.pick_job.is_some()
+            || self.voxel_job.is_some()
+            || self.voxel_pick.is_some()
+            || self.job.is_some()
+            || self.demo_condition.is_some()
     }
 
-    pub fn poll(&mut self, settings: &mut GenerateSettings, log: &mut Log) {
+    /// Reads a voxel JSON in a job; once read it becomes the condition of a voxel-conditioned model.
+    pub fn open_voxel_file(&mut self, path: PathBuf, waker: Option<jobs::Waker>) {
+        self.voxel_job = Some(jobs::spawn("Reading a voxel JSON", waker, move |_| {
+            VoxelFile::read(path)
+        }));
+    }
+
+    pub fn poll(&mut self, settings: &mut GenerateSettings, log: &mut Log, waker: Option<jobs::Waker>) {
         if let Some(result) = self.pick_job.as_ref().and_then(|j| j.poll()) {
             self.pick_job = None;
             if let Ok(Some(folder)) = result {
                 settings.folder = Some(folder);
+            }
+        }
+        if let Some(result) = self.voxel_pick.as_ref().and_then(|j| j.poll()) {
+            self.voxel_pick = None;
+            if let Ok(Some(path)) = result {
+                self.open_voxel_file(path, waker);
+            }
+        }
+        if let Some(result) = self.voxel_job.as_ref().and_then(|j| j.poll()) {
+            self.voxel_job = None;
+            match result {
+                Ok(file) => {
+                    log.info(format!("read {}", file.label()));
+                    self.voxel_file = Some(file);
+                    self.use_voxel_file = true;
+                    self.error = None;
+                }
+                Err(JobError::Cancelled) => {}
+                Err(e) => self.error = Some(e.to_string()),
             }
         }
         if let Some(result) = self.open_job.as_ref().and_then(|j| j.poll()) {
@@ -230,19 +305,37 @@ fn condition_assets(session: &Session, condition: &Condition) -> Vec<(u64, Strin
         .collect()
 }
 
+/// What a generation is conditioned on: a loaded asset (prepared in the job) or a voxel JSON.
+enum ConditionSource {
+    Asset(Asset),
+    Prepared(Prepared),
+}
+
 /// Starts generating with the open model (the condition prepared in the job too).
 pub fn start(session: &mut Session, settings: &GenerateSettings) {
     let rt = &session.shapes.generate;
     let Some(generator) = rt.generator.clone() else { return };
-    let condition = match generator.condition() {
-        Condition::None => None,
+    let voxel_file = rt.voxel_file.clone().filter(|_| rt.use_voxel_file);
+    let condition = match (generator.condition(), voxel_file) {
+        (Condition::None, _) => None,
+        (Condition::Voxel { .. }, Some(file)) => {
+            let wanted = generator.voxel_resolution().unwrap_or(0);
+            if file.resolution != wanted {
+                session.shapes.generate.error = Some(format!(
+                    "{}: a {}³ voxel grid, but {} takes {wanted}³",
+                    file.name, file.resolution, generator.name
+                ));
+                return;
+            }
+            Some((file.name, Some(file.path), ConditionSource::Prepared(file.prepared)))
+        }
         _ => {
             let Some(a) = rt.condition.and_then(|id| session.get(id)) else {
                 session.shapes.generate.error =
                     Some("choose a point cloud, a mesh or an SDF volume to condition on".into());
                 return;
             };
-            Some((a.name.clone(), a.path.clone(), a.asset.clone()))
+            Some((a.name.clone(), a.path.clone(), ConditionSource::Asset(a.asset.clone())))
         }
     };
     let options = GenerateOptions {
@@ -259,10 +352,11 @@ pub fn start(session: &mut Session, settings: &GenerateSettings) {
         ctx.set(0.0, "preparing the condition");
         let prepared = condition
             .as_ref()
-            .map(|(name, _, asset)| {
-                generator
+            .map(|(name, _, source)| match source {
+                ConditionSource::Asset(asset) => generator
                     .prepare(asset, WALA_POINTS, options.seed, framing)
-                    .map_err(|e| JobError::Failed(format!("{name}: {e}")))
+                    .map_err(|e| JobError::Failed(format!("{name}: {e}"))),
+                ConditionSource::Prepared(p) => Ok(p.clone()),
             })
             .transpose()?;
         ctx.check()?;
@@ -379,15 +473,19 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
     }
     let needs_condition = generator.condition() != Condition::None;
     if needs_condition {
+        let voxels = matches!(generator.condition(), Condition::Voxel { .. });
         let choices = condition_assets(session, &generator.condition());
         let rt = &mut session.shapes.generate;
         if rt.condition.is_none_or(|id| !choices.iter().any(|(c, _)| *c == id)) {
             rt.condition = choices.first().map(|(id, _)| *id);
         }
-        if choices.is_empty() {
-            ui.weak(match generator.condition() {
-                Condition::Voxel { .. } => "Load a closed mesh or an SDF volume to voxelise as the condition.",
-                _ => "Load a point cloud, a mesh or an SDF volume to condition on.",
+        let file = rt.voxel_file.as_ref().filter(|_| voxels).map(VoxelFile::label);
+        rt.use_voxel_file &= file.is_some();
+        if file.is_none() && choices.is_empty() {
+            ui.weak(if voxels {
+                "Load a closed mesh or an SDF volume to voxelise as the condition, or read a voxel JSON."
+            } else {
+                "Load a point cloud, a mesh or an SDF volume to condition on."
             });
         }
         let name = |id: Option<u64>| {
@@ -396,13 +494,48 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
                 .find(|(c, _)| Some(*c) == id)
                 .map_or_else(String::new, |(_, n)| n.clone())
         };
-        egui::ComboBox::new("wala-gen-condition", "condition")
-            .selected_text(name(rt.condition))
-            .show_ui(ui, |ui| {
-                for (id, n) in &choices {
-                    ui.selectable_value(&mut rt.condition, Some(*id), n);
-                }
-            });
+        ui.horizontal(|ui| {
+            let shown = match (&file, rt.use_voxel_file) {
+                (Some(f), true) => f.clone(),
+                _ => name(rt.condition),
+            };
+            egui::ComboBox::new("wala-gen-condition", "condition")
+                .selected_text(shown)
+                .show_ui(ui, |ui| {
+                    for (id, n) in &choices {
+                        if ui
+                            .selectable_label(!rt.use_voxel_file && rt.condition == Some(*id), n)
+                            .clicked()
+                        {
+                            rt.condition = Some(*id);
+                            rt.use_voxel_file = false;
+                        }
+                    }
+                    if let Some(f) = &file
+                        && ui.selectable_label(rt.use_voxel_file, f).clicked()
+                    {
+                        rt.use_voxel_file = true;
+                    }
+                });
+            if voxels
+                && ui
+                    .add_enabled(
+                        rt.voxel_pick.is_none() && rt.voxel_job.is_none(),
+                        egui::Button::new("Voxel JSON…"),
+                    )
+                    .on_hover_text(
+                        "Upstream's voxel condition (run.py --voxel_files): {\"resolution\": 16, \"occupancy\": [[x, y, z], …]}, already in WaLa's frame",
+                    )
+                    .clicked()
+            {
+                rt.voxel_pick = Some(jobs::spawn("Choose a voxel JSON", waker.clone(), |_| {
+                    Ok(rfd::FileDialog::new()
+                        .set_title("Voxel JSON")
+                        .add_filter("Voxel JSON", &["json"])
+                        .pick_file())
+                }));
+            }
+        });
         ui.checkbox(&mut settings.fit, "fit to WaLa's frame")
             .on_hover_text("Centre the condition's box and scale it to ±0.9 (the shape is mapped back); off: it is already in WaLa's frame");
     }
@@ -430,6 +563,7 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
     let demo_run = rt.job.is_none() && rt.demo_condition.is_some();
     if demo_run {
         rt.condition = rt.demo_condition.take();
+        rt.use_voxel_file = false;
     }
     if let Some(job) = &rt.job {
         let p = job.progress();
@@ -439,7 +573,7 @@ pub fn section(ui: &mut egui::Ui, settings: &mut GenerateSettings, session: &mut
         }
     } else if ui
         .add_enabled(
-            !needs_condition || rt.condition.is_some(),
+            !needs_condition || rt.condition.is_some() || rt.use_voxel_file,
             egui::Button::new("Generate"),
         )
         .on_hover_text("Sample a latent, decode it and mesh its zero level set")

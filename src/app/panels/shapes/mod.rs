@@ -350,10 +350,11 @@ pub fn ui(
     schedule_iso(session, state.shapes.cpu_marching_cubes);
     session.shapes.wavelet.poll(&mut session.log);
     session.shapes.latent.poll(&mut session.log);
+    let waker = session.waker.clone();
     session
         .shapes
         .generate
-        .poll(&mut state.shapes.generate, &mut session.log);
+        .poll(&mut state.shapes.generate, &mut session.log, waker);
     poll_export(session);
     if session.shapes.busy() {
         ui.ctx().request_repaint_after(JOB_POLL);
