@@ -503,6 +503,12 @@ fn a_voxel_model_generates_from_a_dropped_voxel_json() {
         h.state().session.assets.iter().all(|a| a.path.as_ref() != Some(&json)),
         "a voxel JSON is a condition, not data"
     );
+    // Shown in the view as its occupied cells.
+    let shown = triangles(&h);
+    assert!(
+        shown.contains(&("voxels_example.json".to_string(), file.cells)),
+        "{shown:?}"
+    );
     h.get_by_label("Generate").click();
     settle(&mut h);
     let rt = &h.state().session.shapes.generate;

@@ -90,6 +90,8 @@ pub struct VoxelFile {
     pub prepared: Prepared,
     pub resolution: usize,
     pub cells: usize,
+    /// The occupied cells' centres in WaLa's frame, for the view.
+    pub points: Arc<crate::core::PointCloud>,
 }
 
 impl VoxelFile {
@@ -105,12 +107,26 @@ impl VoxelFile {
             return Err(problem("not a voxel grid".into()));
         };
         let (resolution, cells) = (grid.resolution, grid.count());
+        // Cell centres over [-1, 1]³, as `voxelize` places them; the grid is [x][y][z], z fastest.
+        let centre = |i: usize| -1.0 + (i as f32 + 0.5) * 2.0 / resolution as f32;
+        let mut points = Vec::with_capacity(cells);
+        for (i, &v) in grid.occupancy.iter().enumerate() {
+            if v > 0.5 {
+                let (x, y, z) = (
+                    i / (resolution * resolution),
+                    (i / resolution) % resolution,
+                    i % resolution,
+                );
+                points.push([centre(x), centre(y), centre(z)]);
+            }
+        }
         Ok(Self {
             path,
             name,
             prepared,
             resolution,
             cells,
+            points: Arc::new(crate::core::PointCloud::new(points)),
         })
     }
 
@@ -262,10 +278,19 @@ impl GenerateRuntime {
         }));
     }
 
-    /// The generated shape in the view.
-    pub fn add_to_scene(&self, scene: &mut Scene, settings: &GenerateSettings, id: u64) {
+    /// The generated shape in the view, and a voxel JSON condition as points at its occupied cells.
+    pub fn add_to_scene(&self, scene: &mut Scene, settings: &GenerateSettings, id: u64, voxel_id: u64) {
         if !settings.show {
             return;
+        }
+        let voxel_model = self
+            .generator
+            .as_ref()
+            .is_some_and(|g| matches!(g.condition(), Condition::Voxel { .. }));
+        if let Some(file) = self.voxel_file.as_ref().filter(|_| voxel_model && self.use_voxel_file) {
+            let mut object = SceneObject::new(voxel_id, file.name.clone(), Geometry::Points(file.points.clone()));
+            object.coloring = Coloring::Solid(crate::render::scene::PALETTE[2]);
+            scene.objects.push(object);
         }
         if let Some(GeneratedShape { mesh: Some(m), .. }) = &self.result {
             let mut object = SceneObject::new(

@@ -38,6 +38,7 @@ const BLEND_ID: u64 = u64::MAX - 2;
 const LATENT_ROUND_TRIP_ID: u64 = u64::MAX - 3;
 const LATENT_INTERP_ID: u64 = u64::MAX - 4;
 const GENERATED_ID: u64 = u64::MAX - 5;
+const VOXEL_CONDITION_ID: u64 = u64::MAX - 6;
 
 /// What the tab remembers across restarts.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -317,7 +318,8 @@ fn build_scene(session: &Session, settings: &ShapesSettings) -> Scene {
         .add_to_scene(&mut scene, &settings.wavelet, RECONSTRUCTION_ID, BLEND_ID);
     rt.latent
         .add_to_scene(&mut scene, &settings.latent, LATENT_ROUND_TRIP_ID, LATENT_INTERP_ID);
-    rt.generate.add_to_scene(&mut scene, &settings.generate, GENERATED_ID);
+    rt.generate
+        .add_to_scene(&mut scene, &settings.generate, GENERATED_ID, VOXEL_CONDITION_ID);
     scene
 }
 
