@@ -21,6 +21,14 @@ fn settle(h: &mut Harness<'static, WorkbenchApp>) {
     app::settle_until(h, |app| !app.busy() && !app.session.shapes.busy());
 }
 
+/// Registers `entry` as the only WaLa-family model: without the shipped demo diffusion model, no
+/// model opens by itself.
+fn only_this_wala_model(h: &mut Harness<'static, WorkbenchApp>, entry: latent_workbench::core::manifest::Entry) {
+    let models = &mut h.state_mut().session.models;
+    models.retain(|m| m.manifest.family != "wala" && m.manifest.family != "wala-diffusion");
+    models.push(entry);
+}
+
 fn triangles(h: &Harness<'static, WorkbenchApp>) -> Vec<(String, usize)> {
     h.state()
         .session
@@ -358,12 +366,7 @@ fn a_wala_diffusion_model_generates_a_shape_from_a_loaded_mesh() {
         files: vec![mesh_path],
         ..Launch::default()
     });
-    // Without the shipped demo diffusion model, so that no model opens by itself.
-    h.state_mut()
-        .session
-        .models
-        .retain(|m| m.manifest.family != "wala" && m.manifest.family != "wala-diffusion");
-    h.state_mut().session.models.push(entry);
+    only_this_wala_model(&mut h, entry);
     settle(&mut h);
     // No model open: the section says what a WaLa model folder is.
     h.get_by_label_contains("args.json and checkpoint.ckpt");
@@ -456,11 +459,7 @@ fn a_voxel_model_generates_from_a_dropped_voxel_json() {
         tab: Some("shapes".into()),
         ..Launch::default()
     });
-    h.state_mut()
-        .session
-        .models
-        .retain(|m| m.manifest.family != "wala" && m.manifest.family != "wala-diffusion");
-    h.state_mut().session.models.push(entry);
+    only_this_wala_model(&mut h, entry);
     {
         let g = &mut h.state_mut().state.shapes.generate;
         g.autoencoder = Some("wala-ae".into());
