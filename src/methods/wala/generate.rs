@@ -488,7 +488,7 @@ pub fn condition_points(asset: &Asset, count: usize, seed: u64, framing: Framing
 pub fn voxelize(mesh: &Mesh, r: usize, framing: Framing) -> Result<Prepared, GenerateError> {
     let (_, centre, scale) = frame_points(mesh.positions.clone(), framing)?;
     let inside = crate::methods::metrics::shape::InsideTest::new(mesh);
-    let cell = |i: usize| -1.0 + (i as f32 + 0.5) * 2.0 / r as f32;
+    let cell = |i: usize| VoxelGrid::cell_centre(r, i);
     let mut occupancy = vec![0f32; r * r * r];
     for x in 0..r {
         for y in 0..r {
@@ -515,12 +515,17 @@ pub fn voxelize(mesh: &Mesh, r: usize, framing: Framing) -> Result<Prepared, Gen
 /// A voxel JSON as upstream's `run.py --voxel_files` reads it (already in the model's frame).
 pub fn voxel_json(text: &str) -> Result<Prepared, GenerateError> {
     let grid = VoxelGrid::from_json(text).map_err(GenerateError::Condition)?;
-    Ok(Prepared {
+    Ok(voxel_condition(grid))
+}
+
+/// A voxel grid already in the model's frame as the condition, taken as given.
+pub fn voxel_condition(grid: VoxelGrid) -> Prepared {
+    Prepared {
         input: ConditionInput::Voxels(grid),
         centre: [0.0; 3],
         scale: 1.0,
         framing: Framing::AsGiven,
-    })
+    }
 }
 
 fn subsample(points: &[[f32; 3]], count: usize, seed: u64) -> Vec<[f32; 3]> {

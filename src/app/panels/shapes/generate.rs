@@ -10,10 +10,11 @@ use crate::core::jobs::{self, JobError, JobHandle};
 use crate::core::manifest::Entry;
 use crate::core::{Asset, Mesh};
 use crate::methods::wala::generate::{
-    ConditionInput, DEMO_MODEL, DIFFUSION_FAMILY, Framing, GenerateOptions, OPERATION, Prepared, WALA_POINTS,
-    WalaGenerator, voxel_json,
+    DEMO_MODEL, DIFFUSION_FAMILY, Framing, GenerateError, GenerateOptions, OPERATION, Prepared, WALA_POINTS,
+    WalaGenerator, voxel_condition,
 };
 use crate::methods::wala::latent::LatentModel;
+use crate::methods::wala::uvit::VoxelGrid;
 use crate::methods::wala::uvit::{Condition, SampleOptions};
 use crate::render::{Coloring, Geometry, Scene, SceneObject};
 use serde::{Deserialize, Serialize};
@@ -102,31 +103,17 @@ impl VoxelFile {
             .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         let problem = |e: String| JobError::Failed(format!("{}: {e}", path.display()));
         let text = std::fs::read_to_string(&path).map_err(|e| problem(format!("cannot be read ({e})")))?;
-        let prepared = voxel_json(&text).map_err(|e| problem(e.to_string()))?;
-        let ConditionInput::Voxels(grid) = &prepared.input else {
-            return Err(problem("not a voxel grid".into()));
-        };
+        // Worded as `voxel_json` words it (the CLI's path).
+        let grid = VoxelGrid::from_json(&text).map_err(|e| problem(GenerateError::Condition(e).to_string()))?;
         let (resolution, cells) = (grid.resolution, grid.count());
-        // Cell centres over [-1, 1]³, as `voxelize` places them; the grid is [x][y][z], z fastest.
-        let centre = |i: usize| -1.0 + (i as f32 + 0.5) * 2.0 / resolution as f32;
-        let mut points = Vec::with_capacity(cells);
-        for (i, &v) in grid.occupancy.iter().enumerate() {
-            if v > 0.5 {
-                let (x, y, z) = (
-                    i / (resolution * resolution),
-                    (i / resolution) % resolution,
-                    i % resolution,
-                );
-                points.push([centre(x), centre(y), centre(z)]);
-            }
-        }
+        let points = Arc::new(crate::core::PointCloud::new(grid.occupied_centres()));
         Ok(Self {
             path,
             name,
-            prepared,
+            prepared: voxel_condition(grid),
             resolution,
             cells,
-            points: Arc::new(crate::core::PointCloud::new(points)),
+            points,
         })
     }
 

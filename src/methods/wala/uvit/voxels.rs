@@ -114,6 +114,21 @@ impl VoxelGrid {
     pub fn count(&self) -> usize {
         self.occupancy.iter().filter(|&&v| v > 0.5).count()
     }
+
+    /// Centre of cell `i` of an `r`-cell axis over `[-1, 1]`.
+    pub fn cell_centre(r: usize, i: usize) -> f32 {
+        -1.0 + (i as f32 + 0.5) * 2.0 / r as f32
+    }
+
+    /// The occupied cells' centres over `[-1, 1]³`, `[x, y, z]`.
+    pub fn occupied_centres(&self) -> Vec<[f32; 3]> {
+        let r = self.resolution;
+        let c = |i: usize| Self::cell_centre(r, i);
+        (0..self.occupancy.len())
+            .filter(|&i| self.occupancy[i] > 0.5)
+            .map(|i| [c(i / (r * r)), c((i / r) % r), c(i % r)])
+            .collect()
+    }
 }
 
 #[cfg(test)]
