@@ -11,7 +11,9 @@ use crate::core::jobs::{JobContext, JobError};
 use crate::core::train::encode_tensors;
 use crate::io::demo_assets;
 use crate::methods::demo_data::cohort::{self, GridSpec};
-use crate::methods::ldae::demo_train::{self, CohortSplit, DemoSettings, Grid, Persistence, StageSteps};
+use crate::methods::ldae::demo_train::{
+    self, CohortSplit, DEMO_COHORT_SEED, DemoSettings, Grid, Persistence, StageSteps,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -25,10 +27,6 @@ pub const DEFAULT_STAGE_STEPS: StageSteps = StageSteps {
 };
 pub const DEFAULT_STEPS: usize = DEFAULT_STAGE_STEPS.ae + DEFAULT_STAGE_STEPS.unet + DEFAULT_STAGE_STEPS.repr;
 const CHECKPOINT_EVERY: usize = 100;
-/// Cohort `demo-data cohort --seed 0 --size demo`: subjects 0–31 train, 32–43 are held out.
-const COHORT_SEED: u64 = 0;
-const TRAIN_SUBJECTS: std::ops::Range<usize> = 0..32;
-const HELDOUT_SUBJECTS: std::ops::Range<usize> = 32..44;
 
 /// The default stage steps rescaled to `total` (each stage at least one step).
 fn stage_steps(total: usize) -> StageSteps {
@@ -48,12 +46,7 @@ pub fn ldae_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
     let device = candle_core::Device::Cpu;
     let maps = demo_assets::template_volumes().map_err(failed)?;
     let prep = cohort::prepare_maps(&maps.t1, &maps.gm, &maps.wm, GridSpec::Demo).map_err(failed)?;
-    let split = CohortSplit {
-        seed: COHORT_SEED,
-        train: TRAIN_SUBJECTS,
-        heldout: HELDOUT_SUBJECTS,
-        months: cohort::MONTHS.to_vec(),
-    };
+    let split = CohortSplit::demo();
     let (train, heldout) = demo_train::cohort_scans(&prep, &split, &device, ctx).map_err(failed)?;
     let data_seconds = started.elapsed().as_secs_f64();
     eprintln!(
@@ -95,7 +88,7 @@ pub fn ldae_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
     });
     let description = format!(
         "Demo LDAE (small widths, {}×{}×{} at {} mm) trained by `latent-workbench train {}` with seed {} on the \
-         synthetic longitudinal cohort (demo-data cohort, seed {COHORT_SEED}; subjects sub-000–sub-031, held out \
+         synthetic longitudinal cohort (demo-data cohort, seed {DEMO_COHORT_SEED}; subjects sub-000–sub-031, held out \
          sub-032–sub-043): autoencoder {} steps (L1 + KL, no perceptual/GAN loss), ε-UNet {} steps, semantic \
          encoder + shift branch {} steps (PDAE loss){ae_text}. Synthetic data only: not for real scans.",
         grid.shape[0],

@@ -256,9 +256,7 @@ pub fn edit(
     })
 }
 
-/// Cohort subjects (`demo-data cohort`, seed 0) whose scans fit the tab's demo probe: the shipped demo
-/// model's training subjects, CN and AD only.
-const DEMO_PROBE_SUBJECTS: std::ops::Range<usize> = 0..32;
+/// Visits of the shipped demo model's training subjects (CN and AD only) that fit the tab's demo probe.
 const DEMO_PROBE_MONTHS: [u32; 3] = [0, 12, 24];
 /// The scan the demo edits: held-out subject sub-033 (CN) at month 0.
 const DEMO_EDIT_SUBJECT: usize = 33;
@@ -275,12 +273,13 @@ pub struct DemoAttribute {
 
 pub fn demo(model_dir: PathBuf, cached: Option<Arc<LdaeModel>>, ctx: &JobContext) -> Result<DemoAttribute, JobError> {
     use crate::methods::demo_data::cohort::{self, Diagnosis, GridSpec, Subject};
+    use crate::methods::ldae::demo_train::{DEMO_COHORT_SEED, DEMO_TRAIN_SUBJECTS};
     let started = Instant::now();
     let model = model_for(cached, &model_dir, ctx)?;
     ctx.set(0.02, "preparing the MNI152 template");
     let maps = crate::io::demo_assets::template_volumes().map_err(failed)?;
     let prep = cohort::prepare_maps(&maps.t1, &maps.gm, &maps.wm, GridSpec::Demo).map_err(failed)?;
-    let subjects: Vec<Subject> = cohort::subjects(0, DEMO_PROBE_SUBJECTS.end)[DEMO_PROBE_SUBJECTS]
+    let subjects: Vec<Subject> = cohort::subjects(DEMO_COHORT_SEED, DEMO_TRAIN_SUBJECTS.end)[DEMO_TRAIN_SUBJECTS]
         .iter()
         .filter(|s| s.diagnosis != Diagnosis::Mci)
         .cloned()
@@ -309,7 +308,7 @@ pub fn demo(model_dir: PathBuf, cached: Option<Arc<LdaeModel>>, ctx: &JobContext
     };
     let groups: Vec<String> = generated.iter().map(|(r, _)| r.subject.clone()).collect();
     let fitted = fit_codes("diagnosis", &codes, &labels, Some(&groups), model, started, ctx)?;
-    let subject = Subject::new(0, DEMO_EDIT_SUBJECT);
+    let subject = Subject::new(DEMO_COHORT_SEED, DEMO_EDIT_SUBJECT);
     let scan = cohort::synthesize(&prep, &subject, 0).map_err(failed)?;
     Ok(DemoAttribute {
         fitted,

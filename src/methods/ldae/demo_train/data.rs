@@ -25,7 +25,24 @@ pub struct CohortSplit {
     pub months: Vec<u32>,
 }
 
+/// The shipped demo model's cohort (`demo-data cohort --seed 0 --size demo`): subjects 0–31 train,
+/// 32–43 are held out (the app's demos edit and synthesise held-out subjects).
+pub const DEMO_COHORT_SEED: u64 = 0;
+pub const DEMO_TRAIN_SUBJECTS: Range<usize> = 0..32;
+pub const DEMO_HELDOUT_SUBJECTS: Range<usize> = 32..44;
+
 impl CohortSplit {
+    /// The shipped demo model's split: [`DEMO_COHORT_SEED`], [`DEMO_TRAIN_SUBJECTS`],
+    /// [`DEMO_HELDOUT_SUBJECTS`], every visit.
+    pub fn demo() -> Self {
+        Self {
+            seed: DEMO_COHORT_SEED,
+            train: DEMO_TRAIN_SUBJECTS,
+            heldout: DEMO_HELDOUT_SUBJECTS,
+            months: cohort::MONTHS.to_vec(),
+        }
+    }
+
     pub fn subject_ids(range: &Range<usize>) -> Vec<String> {
         range.clone().map(|i| Subject::new(0, i).id).collect()
     }

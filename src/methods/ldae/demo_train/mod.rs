@@ -25,7 +25,10 @@ mod frozen;
 mod manifest;
 mod stages;
 
-pub use data::{CohortSplit, Scan, ScanGeometry, cohort_scans, encoder_input, volume_to_tensor};
+pub use data::{
+    CohortSplit, DEMO_COHORT_SEED, DEMO_HELDOUT_SUBJECTS, DEMO_TRAIN_SUBJECTS, Scan, ScanGeometry, cohort_scans,
+    encoder_input, volume_to_tensor,
+};
 pub use manifest::{Grid, manifest};
 pub use stages::{AE_PREFIX, AeEval, DECODER_PREFIX, ENCODER_PREFIX, StageReport};
 
