@@ -154,8 +154,9 @@ impl WorkbenchApp {
                 app.session.failure_search.run_on_open = true;
             } else if tab == Tab::Attributes {
                 use panels::interpolation::shared;
-                let dir = shared::model_dir(&app.session, &app.state.ldae.model)
-                    .or_else(|| shared::ldae_models(&app.session).first().map(|m| m.dir.clone()));
+                // The model the tab's picker will show.
+                shared::settle_choice(&mut app.state.ldae.model, &app.session);
+                let dir = shared::model_dir(&app.session, &app.state.ldae.model);
                 let waker = app.session.waker.clone();
                 app.session.attributes.run_demo(dir, waker);
             } else if tab == Tab::WildFusion {

@@ -38,15 +38,22 @@ pub fn model_dir(session: &Session, name: &str) -> Option<PathBuf> {
         .map(|m| m.dir.clone())
 }
 
-/// A combo box of the registered LDAE models; falls back to the first one when the chosen name is
-/// not registered.
-pub fn model_picker(ui: &mut egui::Ui, salt: &str, chosen: &mut String, session: &Session) {
+/// Replaces a chosen model name that is not registered by the first registered LDAE model's (kept
+/// when none is registered).
+pub fn settle_choice(chosen: &mut String, session: &Session) {
     let models = ldae_models(session);
     if !models.iter().any(|m| &m.manifest.name == chosen)
         && let Some(first) = models.first()
     {
         *chosen = first.manifest.name.clone();
     }
+}
+
+/// A combo box of the registered LDAE models; falls back to the first one when the chosen name is
+/// not registered.
+pub fn model_picker(ui: &mut egui::Ui, salt: &str, chosen: &mut String, session: &Session) {
+    settle_choice(chosen, session);
+    let models = ldae_models(session);
     egui::ComboBox::new(salt, "Model")
         .selected_text(if models.is_empty() {
             "(none registered)"
