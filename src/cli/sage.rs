@@ -333,14 +333,9 @@ fn compare(args: &SageArgs, setup: Arc<SageSetup>, names: &[String]) -> anyhow::
         let result = run_search(setup.clone(), config, None, &dir)?;
         write_run(&dir, &result, &info)?;
         let s = result.summary();
-        let confirmed = result.candidates.iter().filter(|c| c.held_out_confirmed());
+        let confirmed = result.candidates.iter().filter(|c| c.held_out_confirmed()).count();
         // Of those, the ones the generator itself says it drew wrong (None: it cannot tell).
-        let real = confirmed
-            .clone()
-            .map(|c| c.generator_failure)
-            .collect::<Option<Vec<bool>>>()
-            .map(|v| v.iter().filter(|b| **b).count());
-        let confirmed = confirmed.count();
+        let real = result.confirmed_generator_failures();
         rows.push(json!({
             "mode": config.mode.label(),
             "generator_calls": result.generator_calls,

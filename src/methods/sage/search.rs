@@ -968,6 +968,16 @@ pub struct Summary {
 }
 
 impl SearchResult {
+    /// Restarts held-out-confirmed *and* drawn wrong by the generator's own account; None unless
+    /// the generator tells for every candidate.
+    pub fn confirmed_generator_failures(&self) -> Option<usize> {
+        self.candidates
+            .iter()
+            .map(|c| c.generator_failure.map(|real| real && c.held_out_confirmed()))
+            .collect::<Option<Vec<bool>>>()
+            .map(|v| v.iter().filter(|b| **b).count())
+    }
+
     pub fn summary(&self) -> Summary {
         let n = self.candidates.len().max(1) as f64;
         let auto: Vec<&Candidate> = self.candidates.iter().filter(|c| c.auto_success).collect();
@@ -982,14 +992,7 @@ impl SearchResult {
             .iter()
             .map(|c| c.generator_failure)
             .collect::<Option<Vec<bool>>>();
-        let confirmed_truth = truth.as_ref().map(|t| {
-            self.candidates
-                .iter()
-                .zip(t)
-                .filter(|(c, real)| **real && c.held_out_confirmed())
-                .count() as f64
-                / n
-        });
+        let confirmed_truth = self.confirmed_generator_failures().map(|k| k as f64 / n);
         let judged: Vec<bool> = self.candidates.iter().filter_map(|c| c.human).collect();
         let ng: Vec<bool> = auto.iter().filter_map(|c| c.non_gaussian).collect();
         Summary {
