@@ -46,6 +46,11 @@ impl Progress {
 #[derive(Clone, Debug)]
 pub struct JobContext {
     progress: Arc<Progress>,
+    /// The part of the job's bar this context reports into: `set(f, …)` shows `start + span·f`.
+    /// A job made of stages hands each stage a [`JobContext::within`] so that each stage's own
+    /// 0–1 fills its share, and the bar fills once.
+    start: f32,
+    span: f32,
 }
 
 impl JobContext {
@@ -53,13 +58,27 @@ impl JobContext {
     pub fn detached() -> Self {
         Self {
             progress: Arc::default(),
+            start: 0.0,
+            span: 1.0,
         }
     }
-    /// Reports progress: `fraction` in 0–1 and a short message.
+    /// The same job (progress, cancellation) seen by one stage of it: the stage's fractions 0–1
+    /// fill `[start, start + span]` of this context's range.
+    pub fn within(&self, start: f32, span: f32) -> Self {
+        let start = start.clamp(0.0, 1.0);
+        let span = span.clamp(0.0, 1.0 - start);
+        Self {
+            progress: self.progress.clone(),
+            start: self.start + self.span * start,
+            span: self.span * span,
+        }
+    }
+    /// Reports progress: `fraction` in 0–1 (of this context's range) and a short message.
     pub fn set(&self, fraction: f32, message: impl Into<String>) {
+        let shown = self.start + self.span * fraction.clamp(0.0, 1.0);
         self.progress
             .fraction_bits
-            .store(fraction.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+            .store(shown.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
         *self.progress.message.lock().unwrap_or_else(PoisonError::into_inner) = message.into();
     }
     /// `Err(Cancelled)` once cancellation was requested; call between steps.
@@ -147,6 +166,29 @@ mod tests {
             Ok(2 + 2)
         });
         assert_eq!(h.wait(), Ok(4));
+    }
+
+    #[test]
+    fn a_stage_fills_only_its_share_of_the_bar() {
+        let ctx = JobContext::detached();
+        let generate = ctx.within(0.1, 0.4);
+        generate.set(0.0, "first");
+        assert!((ctx.progress().fraction() - 0.1).abs() < 1e-6);
+        generate.set(1.0, "last");
+        assert!((ctx.progress().fraction() - 0.5).abs() < 1e-6);
+        assert_eq!(ctx.progress().message(), "last");
+        // Nested stages compose; out-of-range fractions stay inside the stage's share.
+        let inner = generate.within(0.5, 0.5);
+        inner.set(0.5, "inner");
+        assert!((ctx.progress().fraction() - 0.4).abs() < 1e-6);
+        inner.set(7.0, "past the end");
+        assert!((ctx.progress().fraction() - 0.5).abs() < 1e-6);
+        // A span past the end of the bar is cut at 1.
+        ctx.within(0.8, 0.9).set(1.0, "end");
+        assert!((ctx.progress().fraction() - 1.0).abs() < 1e-6);
+        // Cancelling the job reaches every stage.
+        ctx.progress().cancel();
+        assert_eq!(inner.check(), Err(JobError::Cancelled));
     }
 
     #[test]

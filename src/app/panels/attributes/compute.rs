@@ -285,18 +285,26 @@ pub fn demo(model_dir: PathBuf, cached: Option<Arc<LdaeModel>>, ctx: &JobContext
         .cloned()
         .collect();
     let generated = Mutex::new(Vec::new());
-    cohort::generate(&prep, &subjects, &DEMO_PROBE_MONTHS, ctx, |rec, volume| {
-        generated.lock().map_err(|e| e.to_string())?.push((rec.clone(), volume));
-        Ok(())
-    })
+    // Generation, then encoding, then the fit each fill their own part of the bar.
+    cohort::generate(
+        &prep,
+        &subjects,
+        &DEMO_PROBE_MONTHS,
+        &ctx.within(0.05, 0.4),
+        |rec, volume| {
+            generated.lock().map_err(|e| e.to_string())?.push((rec.clone(), volume));
+            Ok(())
+        },
+    )
     .map_err(failed)?;
     let mut generated = generated.into_inner().unwrap_or_else(PoisonError::into_inner);
     generated.sort_by(|(a, _), (b, _)| (&a.subject, a.month).cmp(&(&b.subject, b.month)));
     let mut codes = Vec::with_capacity(generated.len());
+    let encoding = ctx.within(0.45, 0.45);
     for (k, (_, volume)) in generated.iter().enumerate() {
         ctx.check()?;
-        ctx.set(
-            0.9 * k as f32 / generated.len() as f32,
+        encoding.set(
+            k as f32 / generated.len() as f32,
             format!("encoding demo scan {}/{}", k + 1, generated.len()),
         );
         codes.push(semantic_code(&model, volume)?);
