@@ -258,8 +258,9 @@ pub fn edit(
 
 /// Visits of the shipped demo model's training subjects (CN and AD only) that fit the tab's demo probe.
 const DEMO_PROBE_MONTHS: [u32; 3] = [0, 12, 24];
-/// The scan the demo edits: held-out subject sub-033 (CN) at month 0.
-const DEMO_EDIT_SUBJECT: usize = 33;
+/// The scan the demo edits: the second held-out subject, sub-033 (CN), at month 0 (the
+/// Interpolation demo uses the first).
+const DEMO_EDIT_SUBJECT: usize = crate::methods::ldae::demo_train::DEMO_HELDOUT_SUBJECTS.start + 1;
 /// How far the demo moves the scan toward AD (LDAE's tutorial strength).
 pub const DEMO_STRENGTH: f64 = 2.5;
 

@@ -141,8 +141,8 @@ pub struct DemoSubject {
     pub scans: Vec<(String, u32, Volume)>,
 }
 
-/// Subject index of the demo: the first subject `train ldae-demo` holds out (sub-032, seed 0).
-const DEMO_SUBJECT: usize = 32;
+/// Subject index of the demo: the first subject `train ldae-demo` holds out (sub-032).
+const DEMO_SUBJECT: usize = crate::methods::ldae::demo_train::DEMO_HELDOUT_SUBJECTS.start;
 pub const DEMO_MONTHS: [u32; 3] = [0, 12, 24];
 
 /// Generates the demo subject in memory at the demo model's grid (a few seconds).
@@ -153,7 +153,7 @@ pub fn demo_subject(ctx: &JobContext) -> Result<DemoSubject, JobError> {
     let maps = crate::io::demo_assets::template_volumes().map_err(|e| failed(e.to_string()))?;
     let prep = cohort::prepare_maps(&maps.t1, &maps.gm, &maps.wm, GridSpec::Demo).map_err(|e| failed(e.to_string()))?;
     ctx.check()?;
-    let subject = Subject::new(0, DEMO_SUBJECT);
+    let subject = Subject::new(crate::methods::ldae::demo_train::DEMO_COHORT_SEED, DEMO_SUBJECT);
     let mut scans = Vec::new();
     for (i, &month) in DEMO_MONTHS.iter().enumerate() {
         ctx.check()?;
