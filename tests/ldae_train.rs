@@ -9,11 +9,12 @@ use latent_workbench::core::jobs::JobContext;
 use latent_workbench::core::manifest::Manifest;
 use latent_workbench::core::train::encode_tensors;
 use latent_workbench::core::weights::LoadOptions;
-use latent_workbench::methods::demo_data::cohort;
+use latent_workbench::methods::demo_data::{cohort, warp};
 use latent_workbench::methods::ldae::autoencoder::AutoencoderKL;
 use latent_workbench::methods::ldae::config::AutoencoderKlConfig;
 use latent_workbench::methods::ldae::demo_train::{
-    self, CohortSplit, DemoArchitecture, DemoSettings, Grid, Persistence, Scan, ScanGeometry, StageSteps,
+    self, CohortSplit, DemoArchitecture, DemoSettings, Grid, Persistence, REFERENCE_BLUR_VOXELS, Scan, ScanGeometry,
+    StageSteps,
 };
 use latent_workbench::methods::ldae::model::LdaeModel;
 use latent_workbench::methods::ldae::semantic_encoder::{SemanticEncoder, SemanticEncoderConfig};
@@ -119,6 +120,20 @@ fn demo_trainer_writes_an_official_layout_folder_and_resumes_from_stage_files() 
     assert!(
         eval.ventricle_ml_reconstruction
             .is_some_and(|ml| ml.is_finite() && ml >= 0.0)
+    );
+    // The blur yardstick: slightly blurred, the input stays close to itself (SSIM below 1 and well
+    // above the untrained autoencoder's), and its proxy is its own measure of the blurred scan.
+    assert!(
+        eval.blurred_ssim < 1.0 && eval.blurred_ssim > 0.5 && eval.blurred_ssim > eval.ssim,
+        "{eval:?}"
+    );
+    let input = heldout[0].tensor.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let blurred = warp::smooth(&input, [16; 3], REFERENCE_BLUR_VOXELS);
+    let blurred = Tensor::from_vec(blurred, (1, 1, 16, 16, 16), &Device::Cpu).unwrap();
+    assert_eq!(
+        eval.ventricle_ml_blurred,
+        Some(cohort::ventricle_csf_ml(&geometry.volume(&blurred).unwrap())),
+        "the proxy of the blurred input"
     );
     assert_eq!(model.latent_shape, vec![3, 8, 8, 8]);
     assert!(lines.lock().unwrap().len() >= 3);

@@ -30,7 +30,7 @@ pub use data::{
     encoder_input, volume_to_tensor,
 };
 pub use manifest::{Grid, manifest};
-pub use stages::{AE_PREFIX, AeEval, DECODER_PREFIX, ENCODER_PREFIX, StageReport};
+pub use stages::{AE_PREFIX, AeEval, DECODER_PREFIX, ENCODER_PREFIX, REFERENCE_BLUR_VOXELS, StageReport};
 
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
