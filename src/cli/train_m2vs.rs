@@ -13,8 +13,8 @@ use crate::methods::motion2vecsets::demo_train::{
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// Total optimiser steps over the four stages (split 30/30/15/25 %).
-pub const DEFAULT_STEPS: usize = 4000;
+/// Total optimiser steps over the four stages (split 20/40/15/25 %: 1200 + 2400 + 900 + 1500).
+pub const DEFAULT_STEPS: usize = 6000;
 const CHECKPOINT_EVERY: usize = 100;
 /// Batch multiplier when training on a GPU.
 const GPU_BATCH_SCALE: usize = 4;
