@@ -238,6 +238,7 @@ pub fn job_progress_within(
     range: std::ops::Range<f32>,
     prefix: String,
 ) -> impl FnMut(Stage, usize, usize) -> Result<(), Cancelled> + '_ {
+    let part = ctx.within(range.start, range.end - range.start);
     move |stage, done, total| {
         let i = Stage::ALL.iter().position(|s| *s == stage).unwrap_or(0);
         let within = if total == 0 {
@@ -245,12 +246,11 @@ pub fn job_progress_within(
         } else {
             (done as f32 / total as f32).min(1.0)
         };
-        let fraction = (i as f32 + within) / 4.0;
-        ctx.set(
-            range.start + fraction * (range.end - range.start),
+        part.set(
+            (i as f32 + within) / 4.0,
             format!("{prefix}{} {done}/{total}", stage.label()),
         );
-        ctx.check().map_err(|_| Cancelled)
+        part.check().map_err(|_| Cancelled)
     }
 }
 

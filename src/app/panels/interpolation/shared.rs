@@ -97,12 +97,10 @@ pub fn progress<'a>(
     span: f32,
     what: &'a str,
 ) -> impl FnMut(usize, usize) -> Result<(), Cancelled> + 'a {
+    let part = ctx.within(from, span);
     move |done, total| {
-        ctx.set(
-            from + span * done as f32 / total.max(1) as f32,
-            format!("{what} {done}/{total}"),
-        );
-        ctx.check().map_err(|_| Cancelled)
+        part.set(done as f32 / total.max(1) as f32, format!("{what} {done}/{total}"));
+        part.check().map_err(|_| Cancelled)
     }
 }
 
