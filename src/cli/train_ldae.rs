@@ -12,7 +12,7 @@ use crate::core::train::encode_tensors;
 use crate::io::demo_assets;
 use crate::methods::demo_data::cohort::{self, GridSpec};
 use crate::methods::ldae::demo_train::{
-    self, CohortSplit, DEMO_COHORT_SEED, DemoSettings, Grid, Persistence, REFERENCE_BLUR_VOXELS, StageSteps,
+    self, CohortSplit, DEMO_COHORT_SEED, DemoSettings, Grid, Persistence, StageSteps,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -77,14 +77,7 @@ pub fn ldae_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
         shape: prep.output_dims(),
     };
     let ae_text = model.ae_eval.as_ref().map_or(String::new(), |e| {
-        let ventricles = match (e.ventricle_ml_input, e.ventricle_ml_reconstruction, e.ventricle_ml_blurred) {
-            (Some(a), Some(b), Some(c)) => format!(
-                ", ventricle proxy {a:.1} mL in and {b:.1} mL out (a {REFERENCE_BLUR_VOXELS}-voxel Gaussian blur of the \
-                 inputs keeps SSIM {:.3} and {c:.1} mL)",
-                e.blurred_ssim
-            ),
-            _ => String::new(),
-        };
+        let ventricles = e.ventricle_summary().map_or(String::new(), |v| format!(", {v}"));
         format!(
             "; autoencoder on {} held-out scans: SSIM {:.3}, MSE {:.5}{ventricles}",
             e.scans, e.ssim, e.mse

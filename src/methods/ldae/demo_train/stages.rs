@@ -72,6 +72,23 @@ pub struct AeEval {
     pub ventricle_ml_blurred: Option<f64>,
 }
 
+impl AeEval {
+    /// "ventricle proxy A mL in and B mL out (…blur… keeps SSIM S and C mL)", for the training log
+    /// and the model's description; `None` when no scan's grid was known.
+    pub fn ventricle_summary(&self) -> Option<String> {
+        let (a, b, c) = (
+            self.ventricle_ml_input?,
+            self.ventricle_ml_reconstruction?,
+            self.ventricle_ml_blurred?,
+        );
+        Some(format!(
+            "ventricle proxy {a:.1} mL in and {b:.1} mL out (a {REFERENCE_BLUR_VOXELS}-voxel Gaussian blur of the \
+             inputs keeps SSIM {:.3} and {c:.1} mL)",
+            self.blurred_ssim
+        ))
+    }
+}
+
 /// Standard deviation (voxels) of the reference blur of [`AeEval`]. At the demo's 3 mm grid,
 /// 0.75 voxels (2.25 mm) kept SSIM 0.964 yet only 5.0 of 16.9 mL of the proxy on the shipped
 /// model's 10 held-out scans; a 1.5-voxel blur (SSIM 0.832, about the shipped autoencoder's 0.848)
@@ -524,18 +541,7 @@ pub(super) fn run_all(
     let latent_shape = latents[0].dims()[1..].to_vec();
     let ae_eval = evaluate_ae(&ae, heldout, settings.eval_scans, ctx)?;
     if let Some(e) = &ae_eval {
-        let ventricles = match (
-            e.ventricle_ml_input,
-            e.ventricle_ml_reconstruction,
-            e.ventricle_ml_blurred,
-        ) {
-            (Some(a), Some(b), Some(c)) => format!(
-                ", ventricle proxy {a:.1} mL in, {b:.1} mL out (the inputs blurred by {REFERENCE_BLUR_VOXELS} voxels: \
-                 SSIM {:.4}, {c:.1} mL)",
-                e.blurred_ssim
-            ),
-            _ => String::new(),
-        };
+        let ventricles = e.ventricle_summary().map_or(String::new(), |v| format!(", {v}"));
         log(&format!(
             "autoencoder on {} held-out scans: SSIM {:.4}, MSE {:.6}, PSNR {:.2} dB{ventricles}",
             e.scans, e.ssim, e.mse, e.psnr
