@@ -140,7 +140,7 @@ fn reconstructs_a_short_sparse_sequence_with_frame_one_topology() {
         Ok(())
     })
     .unwrap();
-    assert_eq!(stages, Stage::ALL);
+    assert_eq!(stages, Stage::RECONSTRUCTION);
 
     // Latent shapes: (1, M, C) shape set, (1, T − 1, M, C) deformation sets.
     assert_eq!(r.shape_latents.dims(), [1, 16, 4]);
@@ -274,7 +274,7 @@ fn cancellation_stops_before_the_next_network_call() {
     let models = nets.models(Observation::Paired);
     let obs = sparse_sequence(1);
     let opts = options(&models, &obs[0]);
-    for stop_at in Stage::ALL {
+    for stop_at in Stage::RECONSTRUCTION.iter().copied() {
         let mut seen = Vec::new();
         let r = reconstruct(&models, &obs, &opts, &mut |s, done, _| {
             seen.push(s);
@@ -376,9 +376,25 @@ fn tracking_scores_the_reconstruction_and_both_baselines_against_the_truth() {
     assert_eq!(s.model.frames[0], s.nearest_frame.frames[0]);
     // The static truth is wrong where the capsule has bent.
     assert!(s.static_truth.frames[T - 1].iou < 0.999);
-    // Scoring is a pure function of the two sequences.
-    let again = score(&tracked.reconstruction.sequence, &truth, &eval).unwrap();
+    // Scoring is a pure function of the two sequences, and reports each of the three it scores.
+    let mut seen = Vec::new();
+    let again = score(
+        &tracked.reconstruction.sequence,
+        &truth,
+        &eval,
+        &mut |stage, done, total| {
+            seen.push((stage, done, total));
+            Ok(())
+        },
+    )
+    .unwrap();
     assert_eq!(again.model, s.model);
+    assert_eq!(seen, (0..=3).map(|k| (Stage::Scoring, k, 3)).collect::<Vec<_>>());
+    // Cancelled during scoring, it stops with the reason.
+    let cancelled = score(&tracked.reconstruction.sequence, &truth, &eval, &mut |_, done, _| {
+        if done > 0 { Err(Cancelled) } else { Ok(()) }
+    });
+    assert!(matches!(cancelled, Err(M2vsError::Cancelled)), "{:?}", cancelled.err());
 
     // A point sequence without correspondence is refused for the sparse (paired) model.
     let ragged = latent_workbench::core::motion::MotionSequence {

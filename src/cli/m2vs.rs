@@ -15,7 +15,9 @@ use crate::methods::demo_data::motion::{MotionKind, generate};
 use crate::methods::metrics::shape::{EvalOptions, FrameScores, SequenceScores};
 use crate::methods::motion2vecsets::bundle::{FAMILY, M2vsBundle};
 use crate::methods::motion2vecsets::demo_train::{SPARSE_NOISE, heldout_specs};
-use crate::methods::motion2vecsets::pipeline::{Normalisation, PipelineOptions, job_progress, job_progress_within};
+use crate::methods::motion2vecsets::pipeline::{
+    Normalisation, PipelineOptions, Stage, job_progress, job_progress_within,
+};
 use crate::methods::motion2vecsets::tracking::{self, TrackingScores};
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
@@ -116,7 +118,7 @@ pub fn reconstruct(args: &ReconstructArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{}", args.sequence.display()))?;
     let recon = progress::run("Motion2VecSets", move |ctx| {
         let models = bundle.models();
-        let mut progress = job_progress(ctx);
+        let mut progress = job_progress(ctx, Stage::RECONSTRUCTION);
         Ok::<_, JobError>(crate::methods::motion2vecsets::reconstruct(
             &models,
             &obs,
@@ -205,7 +207,12 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<()> {
             let truth = generate(spec).map_err(|e| JobError::Failed(e.to_string()))?;
             let name = truth.name.clone();
             let share = specs.len() as f32;
-            let mut progress = job_progress_within(ctx, i as f32 / share..(i + 1) as f32 / share, format!("{name}: "));
+            let mut progress = job_progress_within(
+                ctx,
+                Stage::SCORED_RECONSTRUCTION,
+                i as f32 / share..(i + 1) as f32 / share,
+                format!("{name}: "),
+            );
             let tracked =
                 tracking::reconstruct_and_score(&models, &truth.sequence, SPARSE_NOISE, &opts, &eval, &mut progress)?;
             if let Some(dir) = &output {

@@ -200,14 +200,26 @@ pub enum Stage {
     Meshing,
     DeformationSampling,
     Decoding,
+    /// Not part of [`reconstruct`]: scoring a reconstruction against a truth
+    /// ([`super::tracking::score`]), which takes as long as decoding on the demo sequences.
+    Scoring,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 4] = [
+    /// The stages of [`reconstruct`].
+    pub const RECONSTRUCTION: &'static [Stage] = &[
         Stage::ShapeSampling,
         Stage::Meshing,
         Stage::DeformationSampling,
         Stage::Decoding,
+    ];
+    /// A reconstruction, then its scores against the truth.
+    pub const SCORED_RECONSTRUCTION: &'static [Stage] = &[
+        Stage::ShapeSampling,
+        Stage::Meshing,
+        Stage::DeformationSampling,
+        Stage::Decoding,
+        Stage::Scoring,
     ];
 
     pub fn label(self) -> &'static str {
@@ -216,6 +228,7 @@ impl Stage {
             Stage::Meshing => "meshing frame 1",
             Stage::DeformationSampling => "sampling the deformations",
             Stage::Decoding => "decoding the frames",
+            Stage::Scoring => "scoring against the truth",
         }
     }
 }
@@ -226,28 +239,34 @@ impl Stage {
 /// not know its total in advance).
 pub type PipelineProgress<'a> = &'a mut dyn FnMut(Stage, usize, usize) -> Result<(), Cancelled>;
 
-/// A progress callback for a background job: the four stages share the bar equally.
-pub fn job_progress(ctx: &JobContext) -> impl FnMut(Stage, usize, usize) -> Result<(), Cancelled> + '_ {
-    job_progress_within(ctx, 0.0..1.0, String::new())
+/// A progress callback for a background job that runs `stages` in order
+/// ([`Stage::RECONSTRUCTION`] or [`Stage::SCORED_RECONSTRUCTION`]); they share the bar equally.
+pub fn job_progress<'a>(
+    ctx: &'a JobContext,
+    stages: &'static [Stage],
+) -> impl FnMut(Stage, usize, usize) -> Result<(), Cancelled> + 'a {
+    job_progress_within(ctx, stages, 0.0..1.0, String::new())
 }
 
 /// As [`job_progress`], on the part `range` of the bar (one sequence of several), each message
 /// after `prefix`.
-pub fn job_progress_within(
-    ctx: &JobContext,
+pub fn job_progress_within<'a>(
+    ctx: &'a JobContext,
+    stages: &'static [Stage],
     range: std::ops::Range<f32>,
     prefix: String,
-) -> impl FnMut(Stage, usize, usize) -> Result<(), Cancelled> + '_ {
+) -> impl FnMut(Stage, usize, usize) -> Result<(), Cancelled> + 'a {
     let part = ctx.within(range.start, range.end - range.start);
+    let count = stages.len().max(1) as f32;
     move |stage, done, total| {
-        let i = Stage::ALL.iter().position(|s| *s == stage).unwrap_or(0);
+        let i = stages.iter().position(|s| *s == stage).unwrap_or(0);
         let within = if total == 0 {
             1.0
         } else {
             (done as f32 / total as f32).min(1.0)
         };
         part.set(
-            (i as f32 + within) / 4.0,
+            (i as f32 + within) / count,
             format!("{prefix}{} {done}/{total}", stage.label()),
         );
         part.check().map_err(|_| Cancelled)
@@ -549,12 +568,23 @@ mod tests {
     #[test]
     fn job_progress_spreads_the_stages_and_stops_when_cancelled() {
         let ctx = JobContext::detached();
-        let mut p = job_progress(&ctx);
+        let mut p = job_progress(&ctx, Stage::RECONSTRUCTION);
         p(Stage::Meshing, 1, 2).unwrap();
         assert!((ctx.progress().fraction() - 0.375).abs() < 1e-6);
         assert!(ctx.progress().message().starts_with("meshing frame 1 1/2"));
         ctx.progress().cancel();
         assert_eq!(p(Stage::Decoding, 0, 1), Err(Cancelled));
+    }
+
+    #[test]
+    fn a_scored_reconstruction_leaves_the_last_share_of_the_bar_to_scoring() {
+        let ctx = JobContext::detached();
+        let mut p = job_progress_within(&ctx, Stage::SCORED_RECONSTRUCTION, 0.5..1.0, "a: ".into());
+        p(Stage::Decoding, 2, 2).unwrap();
+        assert!((ctx.progress().fraction() - 0.9).abs() < 1e-6);
+        p(Stage::Scoring, 1, 3).unwrap();
+        assert!((ctx.progress().fraction() - (0.9 + 0.1 / 3.0)).abs() < 1e-6);
+        assert_eq!(ctx.progress().message(), "a: scoring against the truth 1/3");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use super::M2vsError;
 use super::config::Observation;
-use super::pipeline::{Models, PipelineOptions, PipelineProgress, PipelineStats, Reconstruction, reconstruct};
+use super::pipeline::{Models, PipelineOptions, PipelineProgress, PipelineStats, Reconstruction, Stage, reconstruct};
 use crate::core::diffusion::Rng;
 use crate::core::motion::MotionSequence;
 use crate::methods::demo_data::motion::sample_sparse;
@@ -104,17 +104,26 @@ pub struct TrackingScores {
     pub static_truth: SequenceScores,
 }
 
-/// Scores `recon` against `truth` (both mesh sequences in the same coordinates).
-pub fn score(recon: &MotionSequence, truth: &MotionSequence, opts: &EvalOptions) -> Result<TrackingScores, M2vsError> {
-    let eval = |pred: &MotionSequence| {
+/// Scores `recon` against `truth` (both mesh sequences in the same coordinates), reporting
+/// `(Stage::Scoring, done, 3)` before each of the three sequences it scores.
+pub fn score(
+    recon: &MotionSequence,
+    truth: &MotionSequence,
+    opts: &EvalOptions,
+    progress: PipelineProgress,
+) -> Result<TrackingScores, M2vsError> {
+    let mut eval = |done: usize, pred: &MotionSequence| {
+        progress(Stage::Scoring, done, 3).map_err(|_| M2vsError::Cancelled)?;
         evaluate_sequence(pred, truth, opts)
             .ok_or_else(|| M2vsError::Input("scoring needs a mesh sequence as the truth".into()))
     };
-    Ok(TrackingScores {
-        model: eval(recon)?,
-        nearest_frame: eval(&held_first_frame(recon))?,
-        static_truth: eval(&held_first_frame(truth))?,
-    })
+    let scores = TrackingScores {
+        model: eval(0, recon)?,
+        nearest_frame: eval(1, &held_first_frame(recon))?,
+        static_truth: eval(2, &held_first_frame(truth))?,
+    };
+    progress(Stage::Scoring, 3, 3).map_err(|_| M2vsError::Cancelled)?;
+    Ok(scores)
 }
 
 /// One held-out sequence: its observations reconstructed, then scored.
@@ -135,7 +144,7 @@ pub fn reconstruct_and_score(
     let count = models.shape_denoiser.config().cond_num_inputs;
     let obs = observations(truth, count, noise, models.observation(), opts.seed ^ 0x5EED_0B5E)?;
     let reconstruction = reconstruct(models, &obs, opts, progress)?;
-    let scores = score(&reconstruction.sequence, truth, eval)?;
+    let scores = score(&reconstruction.sequence, truth, eval, progress)?;
     Ok(Tracked { reconstruction, scores })
 }
 

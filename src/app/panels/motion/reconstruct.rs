@@ -12,7 +12,7 @@ use crate::core::manifest::Entry;
 use crate::core::motion::MotionSequence;
 use crate::methods::metrics::shape::EvalOptions;
 use crate::methods::motion2vecsets::bundle::{FAMILY, M2vsBundle};
-use crate::methods::motion2vecsets::pipeline::{Normalisation, PipelineOptions, job_progress};
+use crate::methods::motion2vecsets::pipeline::{Normalisation, PipelineOptions, Stage, job_progress};
 use crate::methods::motion2vecsets::tracking::{self, TrackingScores};
 use serde::{Deserialize, Serialize};
 
@@ -131,16 +131,22 @@ fn start(session: &mut Session, entry: Entry, input: (String, MotionSequence), s
         let models = bundle.models();
         let (name, seq) = input;
         let obs = tracking::observations(&seq, bundle.config().points, 0.0, models.observation(), seed)?;
-        let mut progress = job_progress(ctx);
+        // A mesh sequence is its own truth: the reconstruction is scored against it.
+        let scored = seq.is_mesh();
+        let stages = if scored {
+            Stage::SCORED_RECONSTRUCTION
+        } else {
+            Stage::RECONSTRUCTION
+        };
+        let mut progress = job_progress(ctx, stages);
         let recon = crate::methods::motion2vecsets::reconstruct(&models, &obs, &opts, &mut progress)?;
-        let scores = if seq.is_mesh() && seq.len() == recon.sequence.len() {
-            ctx.set(1.0, "scoring against the input");
+        let scores = if scored && seq.len() == recon.sequence.len() {
             let eval = EvalOptions {
                 volume_samples: TAB_SAMPLES,
                 surface_samples: TAB_SAMPLES,
                 ..EvalOptions::default()
             };
-            Some(tracking::score(&recon.sequence, &seq, &eval)?)
+            Some(tracking::score(&recon.sequence, &seq, &eval, &mut progress)?)
         } else {
             None
         };
