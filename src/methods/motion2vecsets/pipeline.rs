@@ -206,13 +206,6 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// The stages of [`reconstruct`].
-    pub const RECONSTRUCTION: &'static [Stage] = &[
-        Stage::ShapeSampling,
-        Stage::Meshing,
-        Stage::DeformationSampling,
-        Stage::Decoding,
-    ];
     /// A reconstruction, then its scores against the truth.
     pub const SCORED_RECONSTRUCTION: &'static [Stage] = &[
         Stage::ShapeSampling,
@@ -221,6 +214,11 @@ impl Stage {
         Stage::Decoding,
         Stage::Scoring,
     ];
+    /// The stages of [`reconstruct`]: the scored list without its last stage, scoring.
+    pub const RECONSTRUCTION: &'static [Stage] = match Self::SCORED_RECONSTRUCTION.split_last() {
+        Some((_, reconstruction)) => reconstruction,
+        None => &[],
+    };
 
     pub fn label(self) -> &'static str {
         match self {
