@@ -4,6 +4,7 @@
 use latent_workbench::core::Volume;
 use latent_workbench::io::nifti;
 use latent_workbench::methods::demo_data::cohort::{self, GridSpec, MONTHS, Prepared, TemplateMaps};
+use latent_workbench::methods::demo_data::warp;
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -59,6 +60,38 @@ fn ventricles_grow_every_visit_and_faster_with_alzheimers() {
         growth(&v_ad),
         growth(&v_cn)
     );
+}
+
+#[test]
+fn the_ventricle_region_mean_darkens_with_atrophy_and_survives_the_blur_that_empties_the_proxy() {
+    let prep = demo_grid();
+    let ad = &cohort::subjects(0, 3)[2];
+    let (first, last) = (
+        cohort::synthesize(prep, ad, 0).unwrap(),
+        cohort::synthesize(prep, ad, 24).unwrap(),
+    );
+    // A blur like the demo autoencoder's (σ 1.5 voxels: SSIM about 0.83), on the same grid.
+    let blurred = |v: &Volume| {
+        let data = warp::smooth(v.data(), v.dims(), 1.5);
+        Volume::new(v.dims(), 1, v.spacing_mm(), *v.world_from_voxel(), data).unwrap()
+    };
+    let mean = |v: &Volume| cohort::ventricle_region_mean(v).unwrap();
+    let (m0, m24) = (mean(&first), mean(&last));
+    assert!(
+        m0 > 0.0 && m0 < 1.0 && m24 < m0,
+        "the region darkens: month 0 {m0:.3}, month 24 {m24:.3}"
+    );
+    let (b0, b24) = (mean(&blurred(&first)), mean(&blurred(&last)));
+    assert!(
+        b24 < b0,
+        "still darker after the blur: month 0 {b0:.3}, month 24 {b24:.3}"
+    );
+    // The dark-voxel count loses most of the ventricles to the same blur: why the mean exists.
+    let (ml, ml_blurred) = (
+        cohort::ventricle_csf_ml(&last),
+        cohort::ventricle_csf_ml(&blurred(&last)),
+    );
+    assert!(ml_blurred < 0.5 * ml, "proxy {ml:.1} mL, blurred {ml_blurred:.1} mL");
 }
 
 #[test]

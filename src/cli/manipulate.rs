@@ -12,9 +12,11 @@
 //! AD = 0, CN = 1). The unedited decode (same noise, original y) is made too, so the difference isolates
 //! the edit. Reported: the probe's score of y, of y' (by construction `+ s·√d·‖w‖`) and of the output
 //! re-encoded, and a **ventricle proxy**: mL of dark voxels inside the cohort's ventricle ellipsoid
-//! (`cohort::ventricle_csf_ml`; meaningful for MNI-registered scans only).
+//! (`cohort::ventricle_csf_ml`; meaningful for MNI-registered scans only), and the ventricle region's
+//! mean intensity (`cohort::ventricle_region_mean`), which a blurred decode still moves.
 
 use super::{num, print_json};
+use crate::core::Volume;
 use crate::core::jobs::{JobContext, JobError};
 use crate::core::weights::{LoadOptions, load_checkpoint};
 use crate::io::nifti::{self, WriteOptions};
@@ -141,6 +143,11 @@ pub fn run(args: &ManipulateArgs) -> anyhow::Result<()> {
         "input_ml": num(cohort::ventricle_csf_ml(&scan)),
         "unedited_ml": num(cohort::ventricle_csf_ml(&unedited)),
         "edited_ml": num(cohort::ventricle_csf_ml(&edited)),
+        "region_mean_note": "mean intensity inside the same ellipsoid as a fraction of white matter (lower: more \
+                             CSF); unlike the mL count it still moves on a blurred decode",
+        "input_region_mean": cohort::ventricle_region_mean(&scan).map(num),
+        "unedited_region_mean": cohort::ventricle_region_mean(&unedited).map(num),
+        "edited_region_mean": cohort::ventricle_region_mean(&edited).map(num),
     });
     let mean_abs_change = edited
         .data()
@@ -220,6 +227,14 @@ pub fn run(args: &ManipulateArgs) -> anyhow::Result<()> {
             cohort::ventricle_csf_ml(&scan),
             cohort::ventricle_csf_ml(&unedited),
             cohort::ventricle_csf_ml(&edited)
+        );
+        let region = |v: &Volume| cohort::ventricle_region_mean(v).map_or("n/a".to_string(), |m| format!("{m:.4}"));
+        println!(
+            "ventricle region mean (fraction of white matter, lower = more CSF): input {}, unedited decode {}, \
+             edited {}",
+            region(&scan),
+            region(&unedited),
+            region(&edited)
         );
         println!("provenance: {}", prov.display());
     }

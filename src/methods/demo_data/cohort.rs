@@ -675,27 +675,28 @@ where
         .collect()
 }
 
-/// Volume (mL) of dark voxels (below [`CSF_FRACTION_OF_WHITE`] of white matter, above the
-/// zero background) inside the ventricle region of a cohort scan: a crude ventricle measure that
-/// needs no segmentation.
-pub fn ventricle_csf_ml(volume: &Volume) -> f64 {
-    let [nx, ny, nz] = volume.dims();
-    let s = volume.spacing_mm();
-    let voxel_ml = f64::from(s[0] * s[1] * s[2]) / 1000.0;
-    let data = volume.frame(0);
+/// The scan's white-matter level: its 90th brain-intensity percentile (voxels above the zero
+/// background); `None` for an empty scan.
+fn white_level(data: &[f32]) -> Option<f32> {
     let mut brain: Vec<f32> = data.iter().copied().filter(|&v| v > 0.0).collect();
     if brain.is_empty() {
-        return 0.0;
+        return None;
     }
     let k = (brain.len() - 1) * 9 / 10;
     let (_, white, _) = brain.select_nth_unstable_by(k, f32::total_cmp);
-    let threshold = CSF_FRACTION_OF_WHITE * *white;
-    let mut count = 0usize;
+    Some(*white)
+}
+
+/// Values of the brain voxels (above the zero background) inside the cohort's ventricle ellipsoid.
+fn ventricle_region_values(volume: &Volume) -> Vec<f32> {
+    let [nx, ny, nz] = volume.dims();
+    let data = volume.frame(0);
+    let mut values = Vec::new();
     for z in 0..nz {
         for y in 0..ny {
             for x in 0..nx {
                 let v = data[volume.index(x, y, z)];
-                if v <= 0.0 || v >= threshold {
+                if v <= 0.0 {
                     continue;
                 }
                 let w = volume.world_from_voxel_point([x as f64, y as f64, z as f64]);
@@ -705,12 +706,43 @@ pub fn ventricle_csf_ml(volume: &Volume) -> f64 {
                     })
                     .sum();
                 if r2 < 1.0 {
-                    count += 1;
+                    values.push(v);
                 }
             }
         }
     }
+    values
+}
+
+/// Volume (mL) of dark voxels (below [`CSF_FRACTION_OF_WHITE`] of white matter, above the
+/// zero background) inside the ventricle region of a cohort scan: a crude ventricle measure that
+/// needs no segmentation.
+pub fn ventricle_csf_ml(volume: &Volume) -> f64 {
+    let s = volume.spacing_mm();
+    let voxel_ml = f64::from(s[0] * s[1] * s[2]) / 1000.0;
+    let Some(white) = white_level(volume.frame(0)) else {
+        return 0.0;
+    };
+    let threshold = CSF_FRACTION_OF_WHITE * white;
+    let count = ventricle_region_values(volume)
+        .into_iter()
+        .filter(|&v| v < threshold)
+        .count();
     count as f64 * voxel_ml
+}
+
+/// Mean intensity inside the ventricle region as a fraction of white matter (lower: more CSF, larger
+/// ventricles). Unlike [`ventricle_csf_ml`], which counts voxels below a threshold and so reads a
+/// blurred scan's softened ventricles as nearly none, this moves smoothly with the amount of CSF
+/// however blurred the scan is: the measure to read a decoded or edited scan by. `None` for a scan
+/// with no brain in the region.
+pub fn ventricle_region_mean(volume: &Volume) -> Option<f64> {
+    let white = f64::from(white_level(volume.frame(0))?);
+    let values = ventricle_region_values(volume);
+    if values.is_empty() || white <= 0.0 {
+        return None;
+    }
+    Some(values.iter().map(|&v| f64::from(v)).sum::<f64>() / values.len() as f64 / white)
 }
 
 #[cfg(test)]
