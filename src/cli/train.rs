@@ -205,14 +205,29 @@ pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     crate::io::atomic::write_bytes(path, bytes).map_err(std::io::Error::other)
 }
 
+/// Whether `dir` holds a finished stage of a multi-stage trainer (`stage-<name>.safetensors`, as
+/// `train ldae-demo` leaves them): a run stopped between two stages has no checkpoint yet resumes.
+fn has_finished_stages(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("stage-") && name.ends_with(".safetensors")
+        })
+    })
+}
+
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let trainer = find(&args.name)?;
     let dir = args.output.join(trainer.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // Not `checkpoint.safetensors`: a WaLa model folder keeps its weights under that name.
     let checkpoint = dir.join("training-checkpoint.safetensors");
-    if args.resume && !checkpoint.is_file() {
-        anyhow::bail!("nothing to resume (no checkpoint): {}", checkpoint.display());
+    if args.resume && !checkpoint.is_file() && !has_finished_stages(&dir) {
+        anyhow::bail!(
+            "nothing to resume (no checkpoint and no finished stage): {}",
+            checkpoint.display()
+        );
     }
     let request = Request {
         name: trainer.name,
@@ -332,4 +347,21 @@ fn relreps_sprites(req: &Request, ctx: &JobContext, config: SpriteAeConfig) -> R
         summary,
         extra_files: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_with_a_finished_stage_is_resumable_and_one_without_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!has_finished_stages(dir.path()));
+        std::fs::write(dir.path().join("model.safetensors"), b"x").unwrap();
+        std::fs::write(dir.path().join("stage-ae.txt"), b"x").unwrap();
+        assert!(!has_finished_stages(dir.path()), "neither is a finished stage");
+        std::fs::write(dir.path().join("stage-ae.safetensors"), b"x").unwrap();
+        assert!(has_finished_stages(dir.path()));
+        assert!(!has_finished_stages(&dir.path().join("missing")));
+    }
 }

@@ -4,7 +4,8 @@
 //!
 //! `--steps N` rescales the three stages' default step counts to N steps in all. Resume: finished
 //! stages are reloaded from `stage-*.safetensors`, the interrupted one continues from
-//! `training-checkpoint.safetensors` (both next to the model, removed once it is written).
+//! `training-checkpoint.safetensors` (both next to the model, removed once it is written); a folder
+//! holding only finished stages resumes too, at the first missing stage.
 
 use super::train::{Outcome, Request, failed, write_atomic};
 use crate::core::jobs::{JobContext, JobError};
