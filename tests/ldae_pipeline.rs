@@ -486,3 +486,44 @@ fn interpolate_command_writes_nifti_and_provenance() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.nii.gz"));
 }
+
+#[test]
+fn code_use_sees_a_decoder_that_reads_the_code_and_none_between_equal_codes() {
+    use latent_workbench::methods::ldae::code_use::code_use;
+    let tiny = tiny_model();
+    let m = LdaeModel::from_dir(&tiny.dir, &Device::Cpu).unwrap();
+    let encoded: Vec<_> = [scan(3), scan(4), scan(5), scan(6)]
+        .iter()
+        .map(|s| m.encode(s).unwrap())
+        .collect();
+    let ts = [100, 500, 900];
+    let mut ticks = Vec::new();
+    let r = code_use(&m, &encoded, &ts, 1, &mut |i, n| {
+        ticks.push((i, n));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(ticks, vec![(1, 4), (2, 4), (3, 4), (4, 4)]);
+    assert_eq!((r.scans, r.timesteps.as_slice()), (4, &ts[..]));
+    for k in 0..ts.len() {
+        assert!(r.own_code[k].is_finite() && r.own_code[k] > 0.0, "{r:?}");
+        // The tiny model's random shift branch reads the code: another scan's changes the error.
+        assert_ne!(r.own_code[k], r.other_code[k], "{r:?}");
+        assert_ne!(r.own_code[k], r.no_shift[k], "{r:?}");
+    }
+    // Between scans with the same code, swapping codes changes nothing.
+    let same = vec![encoded[0].clone(), encoded[0].clone()];
+    let r = code_use(&m, &same, &ts, 1, &mut no_progress()).unwrap();
+    assert_eq!(r.own_code, r.other_code);
+    assert_eq!(r.other_code_penalty(), 0.0);
+    // Too few scans, or a timestep past the schedule, is an input error.
+    assert!(matches!(
+        code_use(&m, &encoded[..1], &ts, 1, &mut no_progress()),
+        Err(LdaeError::Input(_))
+    ));
+    let past = m.config().timesteps;
+    assert!(matches!(
+        code_use(&m, &encoded, &[past], 1, &mut no_progress()),
+        Err(LdaeError::Input(_))
+    ));
+}

@@ -74,11 +74,24 @@ fn probe_manipulate_and_interpolate_eval_end_to_end() {
         "1",
         "-o",
         probe_path.to_str().unwrap(),
+        "--code-use",
         "--json",
     ]);
     assert!(ok, "{err}");
     let v = json(&out);
     assert_eq!(v["scans"], 15);
+    // The decoder check: 8 of the 15 scans at a tenth, four and seven tenths of the schedule.
+    let code_use = &v["code_use"];
+    assert_eq!(code_use["scans"], 8);
+    assert_eq!(code_use["timesteps"], serde_json::json!([100, 400, 700]));
+    for key in ["own_code", "other_code", "no_shift"] {
+        let errors = code_use[key].as_array().unwrap();
+        assert!(
+            errors.len() == 3 && errors.iter().all(|e| e.as_f64().unwrap() > 0.0),
+            "{code_use}"
+        );
+    }
+    assert!(code_use["other_code_penalty"].as_f64().unwrap().is_finite());
     assert_eq!(v["y_sem_dim"], 16);
     let dx = &v["probes"][0];
     assert_eq!(
@@ -138,6 +151,13 @@ fn probe_manipulate_and_interpolate_eval_end_to_end() {
         "{s}"
     );
     assert!(s["output_reencoded"].as_f64().unwrap().is_finite());
+    for key in ["input_region_mean", "unedited_region_mean", "edited_region_mean"] {
+        assert!(
+            v["ventricle_proxy"].get(key).is_some(),
+            "{key} missing: {}",
+            v["ventricle_proxy"]
+        );
+    }
     assert_eq!(v["towards"], "CN");
     let edited = nifti::read(&out_path).unwrap();
     assert_eq!(edited.dims(), [16, 16, 16]);

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! latent-workbench probe --model DIR_OR_NAME --csv labelled.csv --label diagnosis [--label age]
-//!     [--folds 5] [--l2 auto|λ] [--positive AD --negative CN] [--group subject] [-o probe.safetensors] [--json]
+//!     [--folds 5] [--l2 auto|λ] [--positive AD --negative CN] [--group subject] [-o probe.safetensors] [--code-use] [--json]
 //! ```
 //!
 //! The CSV has a header, a path column (`path`, `file` or `--path-column`; paths relative to the CSV)
@@ -12,16 +12,20 @@
 //! default is **AD (positive) against CN, MCI rows dropped**; `--positive`/`--negative` choose other
 //! classes (without `--negative`, every other value is negative). Scans sharing a `subject` value stay
 //! in one fold (`--group`). The probes are saved with their standardisation (see
-//! `methods::ldae::probe`).
+//! `methods::ldae::probe`). `--code-use` also measures whether the decoder reads the code at all
+//! (`methods::ldae::code_use`), on a few of the scans: a probe direction only edits a decoded scan
+//! if it does.
 
 use super::{num, print_json};
 use crate::core::jobs::JobContext;
+use crate::methods::ldae::code_use::{CodeUse, code_use};
 use crate::methods::ldae::model::{LdaeModel, find_model_dir, volume_to_tensor};
 use crate::methods::ldae::preprocess;
 use crate::methods::ldae::probe::{
     self, CvMetrics, CvOptions, CvReport, L2, Labels, LinearProbe, ProbeKind, probes_to_safetensors,
 };
 use anyhow::{Context, bail};
+use candle_core::Tensor;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,8 +63,20 @@ pub struct ProbeArgs {
     /// Where to save the probe(s) (safetensors).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Also check whether the decoder reads the code: PDAE's ε error of a few of the scans with their
+    /// own code, another scan's, and no shift (see `methods::ldae::code_use`).
+    #[arg(long)]
+    pub code_use: bool,
     #[arg(long)]
     pub json: bool,
+}
+
+/// Scans (spread over the CSV's order) that `--code-use` decodes, each at [`code_use_timesteps`].
+const CODE_USE_SCANS: usize = 8;
+
+/// Low, middle and high noise: a tenth, four tenths and seven tenths of the training schedule.
+fn code_use_timesteps(timesteps: usize) -> Vec<usize> {
+    [1, 4, 7].iter().map(|k| k * timesteps / 10).collect()
 }
 
 /// A parsed CSV: header and rows of trimmed fields (quotes around a field removed).
@@ -197,8 +213,8 @@ pub(crate) fn parse_l2(text: &str) -> anyhow::Result<L2> {
     Ok(L2::Fixed(v))
 }
 
-/// Reads, preprocesses and encodes one scan to y_sem.
-pub(crate) fn semantic_code(model: &LdaeModel, path: &Path) -> anyhow::Result<Vec<f32>> {
+/// Reads one scan and preprocesses it onto the model grid, as the networks take it.
+fn grid_tensor(model: &LdaeModel, path: &Path) -> anyhow::Result<Tensor> {
     let raw = crate::io::nifti::read(path)?;
     let volume = if model.is_on_grid(&raw) {
         preprocess::min_max(raw)
@@ -207,9 +223,42 @@ pub(crate) fn semantic_code(model: &LdaeModel, path: &Path) -> anyhow::Result<Ve
             .preprocess(&raw)
             .with_context(|| format!("preprocessing {}", path.display()))?
     };
-    let x = volume_to_tensor(&volume, model.device())?;
-    let y = model.semantic_code(&x)?;
+    Ok(volume_to_tensor(&volume, model.device())?)
+}
+
+/// Reads, preprocesses and encodes one scan to y_sem.
+pub(crate) fn semantic_code(model: &LdaeModel, path: &Path) -> anyhow::Result<Vec<f32>> {
+    let y = model.semantic_code(&grid_tensor(model, path)?)?;
     Ok(y.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// `--code-use`: [`code_use`] on up to [`CODE_USE_SCANS`] of `paths`, evenly spread.
+fn measure_code_use(model: &std::sync::Arc<LdaeModel>, paths: &[PathBuf]) -> anyhow::Result<CodeUse> {
+    let n = paths.len().min(CODE_USE_SCANS);
+    let picks: Vec<PathBuf> = (0..n).map(|k| paths[k * paths.len() / n.max(1)].clone()).collect();
+    let model = model.clone();
+    super::progress::run("probe", move |ctx: &JobContext| {
+        let failed = |e: String| crate::core::jobs::JobError::Failed(e);
+        let mut encoded = Vec::with_capacity(picks.len());
+        for p in &picks {
+            ctx.check()?;
+            let x = grid_tensor(&model, p).map_err(|e| failed(format!("{}: {e:#}", p.display())))?;
+            encoded.push(
+                model
+                    .encode_tensor(&x)
+                    .map_err(|e| failed(format!("{}: {e}", p.display())))?,
+            );
+        }
+        let ts = code_use_timesteps(model.config().timesteps);
+        let mut tick = |i: usize, n: usize| {
+            ctx.set(
+                i as f32 / n.max(1) as f32,
+                format!("decoding with swapped codes {i}/{n}"),
+            );
+            ctx.check().map_err(|_| crate::core::diffusion::Cancelled)
+        };
+        code_use(&model, &encoded, &ts, 0, &mut tick).map_err(|e| failed(e.to_string()))
+    })
 }
 
 fn metrics_json(report: &CvReport) -> serde_json::Value {
@@ -293,6 +342,11 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         Ok(out)
     })?;
     let code_of: BTreeMap<usize, &Vec<f32>> = needed.iter().copied().zip(codes.iter()).collect();
+    let code_use_report = if args.code_use {
+        Some(measure_code_use(&model, &paths)?)
+    } else {
+        None
+    };
 
     let mut probes: Vec<LinearProbe> = Vec::new();
     let mut reports = Vec::new();
@@ -348,6 +402,11 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
             "y_sem_dim": probes.first().map(LinearProbe::dim),
             "probes": label_json,
             "output": args.output.as_ref().map(|p| p.display().to_string()),
+            "code_use": code_use_report.as_ref().map(|r| {
+                let mut v = json!(r);
+                v["other_code_penalty"] = num(r.other_code_penalty());
+                v
+            }),
         }))?;
     } else {
         println!(
@@ -389,6 +448,20 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
                 ),
                 _ => {}
             }
+        }
+        if let Some(r) = &code_use_report {
+            let list = |v: &[f64]| v.iter().map(|x| format!("{x:.5}")).collect::<Vec<_>>().join(" / ");
+            let ts: Vec<String> = r.timesteps.iter().map(usize::to_string).collect();
+            println!(
+                "decoder's use of the code (PDAE ε-MSE of {} scans at t = {}): own code {}, another scan's code {} \
+                 ({:+.2} %), no shift {}",
+                r.scans,
+                ts.join(" / "),
+                list(&r.own_code),
+                list(&r.other_code),
+                100.0 * r.other_code_penalty(),
+                list(&r.no_shift)
+            );
         }
         if let Some(out) = &args.output {
             println!("saved {} probe(s) to {}", probes.len(), out.display());

@@ -2,6 +2,7 @@
 //! the latent space of a 3D MONAI AutoencoderKL. See `shared/research/ldae.md` and `PARITY.md`.
 
 pub mod autoencoder;
+pub mod code_use;
 pub mod config;
 pub mod demo_train;
 pub mod evaluate;

@@ -17,6 +17,7 @@ use crate::core::train::{
 };
 use crate::methods::demo_data::{cohort, warp};
 use crate::methods::ldae::autoencoder::AutoencoderKL;
+use crate::methods::ldae::code_use::pdae_shift_coefficient;
 use crate::methods::ldae::config::LDAE_SCALE_FACTOR;
 use crate::methods::ldae::semantic_encoder::{SemanticEncoder, positional_encoding};
 use crate::methods::ldae::unet::{ShiftUNet, UNet};
@@ -276,11 +277,7 @@ fn coefficients(schedule: &Schedule, ts: &[usize], device: &Device) -> candle_co
     let b = ts.len();
     let col = |v: Vec<f32>| Tensor::from_vec(v, (b, 1, 1, 1, 1), device);
     let ab: Vec<f64> = ts.iter().map(|&t| schedule.alpha_cumprod(t)).collect();
-    let ab_prev: Vec<f64> = ts.iter().map(|&t| schedule.alpha_cumprod_prev(t)).collect();
-    let alpha: Vec<f64> = ts.iter().map(|&t| 1.0 - schedule.betas()[t]).collect();
-    let shift = (0..b)
-        .map(|i| (-(alpha[i].sqrt()) * (1.0 - ab_prev[i]) / (1.0 - ab[i]).sqrt()) as f32)
-        .collect();
+    let shift = ts.iter().map(|&t| pdae_shift_coefficient(schedule, t) as f32).collect();
     let weight = ab
         .iter()
         .map(|&a| {
