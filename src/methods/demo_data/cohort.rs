@@ -687,7 +687,7 @@ fn white_level(data: &[f32]) -> Option<f32> {
     Some(*white)
 }
 
-/// Values of the brain voxels (above the zero background) inside the cohort's ventricle ellipsoid.
+/// Values of the voxels inside the cohort's ventricle ellipsoid (which lies deep in the brain).
 fn ventricle_region_values(volume: &Volume) -> Vec<f32> {
     let [nx, ny, nz] = volume.dims();
     let data = volume.frame(0);
@@ -696,9 +696,6 @@ fn ventricle_region_values(volume: &Volume) -> Vec<f32> {
         for y in 0..ny {
             for x in 0..nx {
                 let v = data[volume.index(x, y, z)];
-                if v <= 0.0 {
-                    continue;
-                }
                 let w = volume.world_from_voxel_point([x as f64, y as f64, z as f64]);
                 let r2: f64 = (0..3)
                     .map(|a| {
@@ -726,7 +723,7 @@ pub fn ventricle_csf_ml(volume: &Volume) -> f64 {
     let threshold = CSF_FRACTION_OF_WHITE * white;
     let count = ventricle_region_values(volume)
         .into_iter()
-        .filter(|&v| v < threshold)
+        .filter(|&v| v > 0.0 && v < threshold)
         .count();
     count as f64 * voxel_ml
 }
@@ -734,15 +731,16 @@ pub fn ventricle_csf_ml(volume: &Volume) -> f64 {
 /// Mean intensity inside the ventricle region as a fraction of white matter (lower: more CSF, larger
 /// ventricles). Unlike [`ventricle_csf_ml`], which counts voxels below a threshold and so reads a
 /// blurred scan's softened ventricles as nearly none, this moves smoothly with the amount of CSF
-/// however blurred the scan is: the measure to read a decoded or edited scan by. `None` for a scan
-/// with no brain in the region.
+/// however blurred the scan is: the measure to read a decoded or edited scan by. Every voxel of the
+/// region counts, a decode's slightly negative ones as 0 (left out, they would hide the darkest
+/// voxels). `None` for a scan without brain or without voxels in the region.
 pub fn ventricle_region_mean(volume: &Volume) -> Option<f64> {
     let white = f64::from(white_level(volume.frame(0))?);
     let values = ventricle_region_values(volume);
     if values.is_empty() || white <= 0.0 {
         return None;
     }
-    Some(values.iter().map(|&v| f64::from(v)).sum::<f64>() / values.len() as f64 / white)
+    Some(values.iter().map(|&v| f64::from(v.max(0.0))).sum::<f64>() / values.len() as f64 / white)
 }
 
 #[cfg(test)]
