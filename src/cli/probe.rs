@@ -257,7 +257,8 @@ fn measure_code_use(model: &std::sync::Arc<LdaeModel>, paths: &[PathBuf]) -> any
             );
             ctx.check().map_err(|_| crate::core::diffusion::Cancelled)
         };
-        code_use(&model, &encoded, &ts, 0, &mut tick).map_err(|e| failed(e.to_string()))
+        // `From<LdaeError>`: a cancel stays a cancel.
+        Ok(code_use(&model, &encoded, &ts, 0, &mut tick)?)
     })
 }
 
