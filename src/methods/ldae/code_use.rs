@@ -11,7 +11,7 @@ use candle_core::{DType, Tensor};
 use serde::Serialize;
 
 use super::model::{Encoded, LdaeError, LdaeModel, Progress, Result};
-use crate::core::diffusion::{Rng, Schedule};
+use crate::core::diffusion::{Rng, Schedule, q_sample};
 
 /// PDAE's coefficient of the shift G in the ε prediction, `ε̂ + k_t·G`:
 /// `k_t = −√α_t·(1 − ᾱ_{t−1}) / √(1 − ᾱ_t)` (`shared/research/ldae.md` §6).
@@ -76,11 +76,10 @@ pub fn code_use(
     let device = model.device();
     for (i, enc) in encoded.iter().enumerate() {
         let other = &encoded[(i + n / 2) % n].y_sem;
+        let z0 = enc.z0.to_dtype(DType::F32)?;
         for (k, &t) in timesteps.iter().enumerate() {
-            let ab = schedule.alpha_cumprod(t);
-            let z0 = enc.z0.to_dtype(DType::F32)?;
             let noise = Tensor::from_vec(rng.normals_f32(z0.elem_count()), z0.dims(), device)?;
-            let x_t = ((&z0 * ab.sqrt())? + (&noise * (1.0 - ab).sqrt())?)?;
+            let x_t = q_sample(&schedule, &z0, t, &noise)?;
             let tt = Tensor::new(&[t as f32], device)?;
             let k_t = pdae_shift_coefficient(&schedule, t);
             let mse = |pred: Tensor| -> Result<f64> {
