@@ -30,7 +30,6 @@ use crate::methods::ldae::interpolate::{
     self as interp, Evaluation, Inverted, MethodScores, NoiseCache, NoiseKey, Scores,
 };
 use crate::methods::ldae::model::{DEFAULT_STEPS, LdaeModel, find_model_dir, with_geometry_of};
-use crate::methods::ldae::preprocess;
 
 #[derive(clap::Args, Debug)]
 pub struct InterpolateArgs {
@@ -106,13 +105,9 @@ fn load_input(model: &LdaeModel, path: &Path) -> anyhow::Result<Input> {
     let raw = nifti::read(path)?;
     let sha256 = sha256_file(path)?;
     let resampled = !model.is_on_grid(&raw);
-    let volume = if resampled {
-        model
-            .preprocess(&raw)
-            .with_context(|| format!("preprocessing {}", path.display()))?
-    } else {
-        preprocess::min_max(raw.clone())
-    };
+    let volume = model
+        .onto_grid(raw.clone())
+        .with_context(|| format!("preprocessing {}", path.display()))?;
     Ok(Input {
         path: path.to_path_buf(),
         sha256,

@@ -21,7 +21,6 @@ use crate::methods::demo_data::cohort::{self, GridSpec};
 use crate::methods::ldae::evaluate::{self, Case, EvalError, SubjectVisits, Synthesiser, Visit};
 use crate::methods::ldae::interpolate::{self as interp, Inverted};
 use crate::methods::ldae::model::{DEFAULT_STEPS, LdaeError, LdaeModel, find_model_dir};
-use crate::methods::ldae::preprocess;
 use anyhow::{Context, bail};
 use serde_json::json;
 use std::collections::HashMap;
@@ -77,14 +76,6 @@ fn subject_index(id: &str) -> Option<usize> {
     id.strip_prefix("sub-")?.parse().ok()
 }
 
-fn on_model_grid(model: &LdaeModel, raw: crate::core::Volume, what: &str) -> anyhow::Result<crate::core::Volume> {
-    if model.is_on_grid(&raw) {
-        Ok(preprocess::min_max(raw))
-    } else {
-        model.preprocess(&raw).with_context(|| format!("preprocessing {what}"))
-    }
-}
-
 fn from_cohort_folder(model: &LdaeModel, dir: &Path, keep: Option<&[String]>) -> anyhow::Result<Vec<SubjectVisits>> {
     let csv = dir.join("cohort.csv");
     let text = std::fs::read_to_string(&csv).with_context(|| format!("cannot read {}", csv.display()))?;
@@ -104,7 +95,9 @@ fn from_cohort_folder(model: &LdaeModel, dir: &Path, keep: Option<&[String]>) ->
             .parse()
             .with_context(|| format!("{}: month {:?} is not a whole number", csv.display(), row[cm]))?;
         let path = dir.join(&row[cf]);
-        let volume = on_model_grid(model, nifti::read(&path)?, &path.display().to_string())?;
+        let volume = model
+            .onto_grid(nifti::read(&path)?)
+            .with_context(|| format!("preprocessing {}", path.display()))?;
         by_subject
             .entry(row[cs].clone())
             .or_default()
@@ -137,7 +130,9 @@ fn regenerate(model: &LdaeModel, held: &HeldOut, max_subjects: Option<usize>) ->
             let raw = cohort::synthesize(&prep, &subject, month)?;
             visits.push(Visit {
                 month,
-                volume: on_model_grid(model, raw, id)?,
+                volume: model
+                    .onto_grid(raw)
+                    .with_context(|| format!("preprocessing {id} month {month}"))?,
             });
         }
         out.push(SubjectVisits { id: id.clone(), visits });

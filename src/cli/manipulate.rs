@@ -22,7 +22,6 @@ use crate::core::weights::{LoadOptions, load_checkpoint};
 use crate::io::nifti::{self, WriteOptions};
 use crate::methods::demo_data::cohort;
 use crate::methods::ldae::model::{DEFAULT_STEPS, LdaeModel, find_model_dir, volume_to_tensor, with_geometry_of};
-use crate::methods::ldae::preprocess;
 use crate::methods::ldae::probe::{LinearProbe, ProbeKind, Standardiser};
 use anyhow::{Context, bail};
 use candle_core::Tensor;
@@ -86,14 +85,9 @@ pub fn run(args: &ManipulateArgs) -> anyhow::Result<()> {
     let ckpt = load_checkpoint(&args.probe, &LoadOptions::default())?;
     let probe = LinearProbe::from_checkpoint(&ckpt, args.label.as_deref(), fallback.as_ref())
         .with_context(|| format!("probe {}", args.probe.display()))?;
-    let raw = nifti::read(&args.scan)?;
-    let scan = if model.is_on_grid(&raw) {
-        preprocess::min_max(raw)
-    } else {
-        model
-            .preprocess(&raw)
-            .with_context(|| format!("preprocessing {}", args.scan.display()))?
-    };
+    let scan = model
+        .onto_grid(nifti::read(&args.scan)?)
+        .with_context(|| format!("preprocessing {}", args.scan.display()))?;
     if probe.dim() != model.config().encoder.emb_chans {
         bail!(
             "the probe takes {}-d codes but the model's y_sem has {}",

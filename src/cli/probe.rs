@@ -20,7 +20,6 @@ use super::{num, print_json};
 use crate::core::jobs::JobContext;
 use crate::methods::ldae::code_use::{CodeUse, code_use};
 use crate::methods::ldae::model::{LdaeModel, find_model_dir, volume_to_tensor};
-use crate::methods::ldae::preprocess;
 use crate::methods::ldae::probe::{
     self, CvMetrics, CvOptions, CvReport, L2, Labels, LinearProbe, ProbeKind, probes_to_safetensors,
 };
@@ -215,14 +214,9 @@ pub(crate) fn parse_l2(text: &str) -> anyhow::Result<L2> {
 
 /// Reads one scan and preprocesses it onto the model grid, as the networks take it.
 fn grid_tensor(model: &LdaeModel, path: &Path) -> anyhow::Result<Tensor> {
-    let raw = crate::io::nifti::read(path)?;
-    let volume = if model.is_on_grid(&raw) {
-        preprocess::min_max(raw)
-    } else {
-        model
-            .preprocess(&raw)
-            .with_context(|| format!("preprocessing {}", path.display()))?
-    };
+    let volume = model
+        .onto_grid(crate::io::nifti::read(path)?)
+        .with_context(|| format!("preprocessing {}", path.display()))?;
     Ok(volume_to_tensor(&volume, model.device())?)
 }
 

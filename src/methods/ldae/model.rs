@@ -560,6 +560,16 @@ impl LdaeModel {
         super::preprocess::is_on_grid(volume, &self.config.preprocessing())
     }
 
+    /// `volume` on this model's grid: only min-max rescaled when it already lies on the grid (where
+    /// resampling would change nothing), LDAE's whole preprocessing otherwise.
+    pub fn onto_grid(&self, volume: Volume) -> Result<Volume> {
+        if self.is_on_grid(&volume) {
+            Ok(super::preprocess::min_max(volume))
+        } else {
+            self.preprocess(&volume)
+        }
+    }
+
     /// Checks that a volume is a preprocessed scan on the model grid.
     fn check_scan(&self, scan: &Volume) -> Result<()> {
         if scan.frames() != 1 {
