@@ -60,6 +60,16 @@ fn conv3(vb: VarBuilder, cin: usize, cout: usize) -> Result<Conv3d> {
     Conv3d::load(vb, cin, cout, [3; 3], Conv3dConfig::uniform(1, 1), true)
 }
 
+/// A 3×3×3 convolution wrapped in upstream's `zero_module`: a fresh one starts at zero, so a new
+/// ResBlock is the identity and a new output head (ε̂, or the shift branch's G) predicts 0. A
+/// checkpoint's values replace the zeros as for any other tensor.
+fn zero_conv3(vb: VarBuilder, cin: usize, cout: usize) -> Result<Conv3d> {
+    let zero = candle_nn::Init::Const(0.0);
+    let weight = vb.get_with_hints((cout, cin, 3, 3, 3), "weight", zero)?;
+    let bias = vb.get_with_hints(cout, "bias", zero)?;
+    Ok(Conv3d::new(weight, Some(bias), Conv3dConfig::uniform(1, 1)))
+}
+
 /// `nn.Conv1d(cin, cout, 1)` over `(B, C, T)`: weight `(cout, cin, 1)`.
 #[derive(Clone, Debug)]
 struct PointwiseConv1d {
@@ -157,7 +167,7 @@ impl ResBlock {
                 None
             },
             out_norm: group_norm(vb.pp("out_layers.0"), cout)?,
-            out_conv: conv3(vb.pp("out_layers.3"), cout, cout)?,
+            out_conv: zero_conv3(vb.pp("out_layers.3"), cout, cout)?,
             skip,
         })
     }
@@ -429,7 +439,7 @@ impl DecoderHalf {
             middle,
             blocks,
             out_norm: group_norm(vbh.pp("0"), ch)?,
-            out_conv: conv3(vbh.pp("2"), widths[0], out_channels)?,
+            out_conv: zero_conv3(vbh.pp("2"), widths[0], out_channels)?,
         })
     }
 
@@ -646,6 +656,37 @@ mod tests {
         assert!(max(&qkv.weight) > 0.5 * bound && max(&qkv.weight) <= bound);
         assert!(max(&qkv.bias) > 0.0);
         assert_eq!((max(&proj.weight), max(&proj.bias)), (0.0, 0.0));
+    }
+
+    #[test]
+    fn a_fresh_shift_unet_predicts_zero_as_upstream_zero_module_convs_make_it() {
+        let params = crate::core::train::SeededParams::new(3);
+        let vb = params.var_builder(candle_core::DType::F32, &Device::Cpu);
+        let cfg = UNetConfig {
+            base_channel: 32,
+            channel_multiplier: vec![1, 2],
+            num_residual_blocks_of_a_block: 1,
+            attention_resolutions: vec![],
+            num_heads: 1,
+            dropout: 0.0,
+            ..UNetConfig::default()
+        };
+        let net = ShiftUNet::load(vb, &cfg, 8).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (1, cfg.input_channel, 2, 4, 4), &Device::Cpu).unwrap();
+        let t = Tensor::new(&[500f32], &Device::Cpu).unwrap();
+        let y = Tensor::randn(0f32, 1.0, (1, 8), &Device::Cpu).unwrap();
+        let (eps, g) = net.forward(&x, &t, &y).unwrap();
+        let max = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!((max(&eps), max(&g)), (0.0, 0.0));
+        // Only the output heads and the ResBlocks' last convolutions start at zero: the rest is live,
+        // so one step of training moves the heads off zero.
+        let h = net
+            .unet
+            .input
+            .forward(&x, &net.unet.time_embed.forward(&t, DType::F32).unwrap())
+            .unwrap()
+            .0;
+        assert!(max(&h) > 0.0);
     }
 
     #[test]
