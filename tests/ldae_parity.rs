@@ -234,6 +234,26 @@ fn shift_unet_matches_reference() {
     assert_close("predict ε̂", &eps2, fx.get("eps"));
     assert_close("predict G", &g2.unwrap(), fx.get("g"));
     assert!(net.predict_with_shift(fx.get("x"), fx.get("t"), None).is_err());
+
+    // One latent against several codes: ε̂ once, and each code's G as a separate forward gives it.
+    let x0 = fx.get("x").narrow(0, 0, 1).unwrap();
+    let t0 = fx.get("t").narrow(0, 0, 1).unwrap();
+    let ys = fx.get("y");
+    let (eps_k, g_k) = net.forward_codes(&x0, &t0, ys).unwrap();
+    assert_close("forward_codes ε̂", &eps_k, &fx.get("eps").narrow(0, 0, 1).unwrap());
+    assert_close(
+        "forward_codes G, own code",
+        &g_k.narrow(0, 0, 1).unwrap(),
+        &fx.get("g").narrow(0, 0, 1).unwrap(),
+    );
+    for k in 1..ys.dim(0).unwrap() {
+        let (_, g) = net.forward(&x0, &t0, &ys.narrow(0, k, 1).unwrap()).unwrap();
+        assert_close("forward_codes G, another code", &g_k.narrow(0, k, 1).unwrap(), &g);
+    }
+    assert!(
+        net.forward_codes(fx.get("x"), fx.get("t"), ys).is_err(),
+        "a batch of latents is refused"
+    );
 }
 
 #[test]

@@ -516,6 +516,8 @@ fn code_use_sees_a_decoder_that_reads_the_code_and_none_between_equal_codes() {
     let r = code_use(&m, &same, &ts, 1, &mut no_progress()).unwrap();
     assert_eq!(r.own_code, r.other_code);
     assert_eq!(r.other_code_penalty(), 0.0);
+    // The other scan's latent is this scan's own, so the no-network reference recovers ε exactly.
+    assert!(r.mean_latent.iter().all(|&e| e < 1e-8), "{r:?}");
     // Too few scans, or a timestep past the schedule, is an input error.
     assert!(matches!(
         code_use(&m, &encoded[..1], &ts, 1, &mut no_progress()),

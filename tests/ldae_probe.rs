@@ -84,7 +84,7 @@ fn probe_manipulate_and_interpolate_eval_end_to_end() {
     let code_use = &v["code_use"];
     assert_eq!(code_use["scans"], 8);
     assert_eq!(code_use["timesteps"], serde_json::json!([100, 400, 700]));
-    for key in ["own_code", "other_code", "no_shift"] {
+    for key in ["own_code", "other_code", "no_shift", "mean_latent"] {
         let errors = code_use[key].as_array().unwrap();
         assert!(
             errors.len() == 3 && errors.iter().all(|e| e.as_f64().unwrap() > 0.0),

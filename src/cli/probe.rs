@@ -449,13 +449,14 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
             let ts: Vec<String> = r.timesteps.iter().map(usize::to_string).collect();
             println!(
                 "decoder's use of the code (PDAE ε-MSE of {} scans at t = {}): own code {}, another scan's code {} \
-                 ({:+.2} %), no shift {}",
+                 ({:+.2} %), no shift {}; no network (the other scans' mean latent) {}",
                 r.scans,
                 ts.join(" / "),
                 list(&r.own_code),
                 list(&r.other_code),
                 100.0 * r.other_code_penalty(),
-                list(&r.no_shift)
+                list(&r.no_shift),
+                list(&r.mean_latent)
             );
         }
         if let Some(out) = &args.output {

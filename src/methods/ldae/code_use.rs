@@ -5,7 +5,8 @@
 //! change of the decoded scan. A decoder whose error is the same with any scan's code has learnt a
 //! correction of the ε-UNet that ignores the code, and then no edit of the code can change what is
 //! decoded, however well a linear probe separates the codes. This measures exactly that, on the
-//! loss the shift branch was trained with (unweighted here, per timestep).
+//! loss the shift branch was trained with (unweighted here, per timestep), next to the error of a
+//! predictor with no network at all (the other scans' mean latent) for scale.
 
 use candle_core::{DType, Tensor};
 use serde::Serialize;
@@ -31,6 +32,11 @@ pub struct CodeUse {
     pub other_code: Vec<f64>,
     /// The frozen ε-UNet alone, without the shift branch.
     pub no_shift: Vec<f64>,
+    /// A reference without any network: the ε implied by taking the clean latent to be the mean
+    /// latent of the other scans, `(x_t − √ᾱ·mean) / √(1 − ᾱ)`. An ε-UNet worse than this has not
+    /// learnt the data's mean yet, and its errors, common to every scan, then dominate what the
+    /// shift branch is trained on.
+    pub mean_latent: Vec<f64>,
 }
 
 impl CodeUse {
@@ -71,15 +77,21 @@ pub fn code_use(
     }
     let schedule = Schedule::named(&cfg.betas, cfg.timesteps).map_err(|e| LdaeError::Config(e.to_string()))?;
     let n = encoded.len();
-    let mut sums = vec![[0f64; 3]; timesteps.len()];
+    let mut sums = vec![[0f64; 4]; timesteps.len()];
     let mut rng = Rng::new(seed);
     let device = model.device();
+    let latents = encoded
+        .iter()
+        .map(|e| e.z0.to_dtype(DType::F32))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let total = latents.iter().skip(1).try_fold(latents[0].clone(), |acc, z| acc + z)?;
     for (i, enc) in encoded.iter().enumerate() {
-        let other = &encoded[(i + n / 2) % n].y_sem;
-        let z0 = enc.z0.to_dtype(DType::F32)?;
+        let codes = Tensor::cat(&[&enc.y_sem, &encoded[(i + n / 2) % n].y_sem], 0)?;
+        let z0 = &latents[i];
+        let others_mean = ((&total - z0)? / (n - 1) as f64)?;
         for (k, &t) in timesteps.iter().enumerate() {
             let noise = Tensor::from_vec(rng.normals_f32(z0.elem_count()), z0.dims(), device)?;
-            let x_t = q_sample(&schedule, &z0, t, &noise)?;
+            let x_t = q_sample(&schedule, z0, t, &noise)?;
             let tt = Tensor::new(&[t as f32], device)?;
             let k_t = pdae_shift_coefficient(&schedule, t);
             let mse = |pred: Tensor| -> Result<f64> {
@@ -89,11 +101,12 @@ pub fn code_use(
                     .to_dtype(DType::F64)?
                     .to_scalar::<f64>()?)
             };
-            let (eps, g_own) = model.decoder().forward(&x_t, &tt, &enc.y_sem)?;
-            let (_, g_other) = model.decoder().forward(&x_t, &tt, other)?;
-            sums[k][0] += mse((&eps + (g_own * k_t)?)?)?;
-            sums[k][1] += mse((&eps + (g_other * k_t)?)?)?;
+            let (eps, g) = model.decoder().forward_codes(&x_t, &tt, &codes)?;
+            sums[k][0] += mse(eps.broadcast_add(&(g.narrow(0, 0, 1)? * k_t)?)?)?;
+            sums[k][1] += mse(eps.broadcast_add(&(g.narrow(0, 1, 1)? * k_t)?)?)?;
             sums[k][2] += mse(eps)?;
+            let ab = schedule.alpha_cumprod(t);
+            sums[k][3] += mse(((&x_t - (&others_mean * ab.sqrt())?)? / (1.0 - ab).sqrt())?)?;
         }
         progress(i + 1, n)?;
     }
@@ -104,5 +117,6 @@ pub fn code_use(
         own_code: column(0),
         other_code: column(1),
         no_shift: column(2),
+        mean_latent: column(3),
     })
 }

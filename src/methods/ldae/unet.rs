@@ -623,6 +623,36 @@ impl ShiftUNet {
         let g = self.shift.forward(&h, &hs, &emb, Some(&z))?;
         Ok((eps, g))
     }
+
+    /// ε̂ `(1, …)` and one G per code, `(K, …)`, for a single latent `x` `(1, C, D, H, W)` at one
+    /// timestep `t` `(1,)` and codes `ys` `(K, latent_dim)`. The same as [`Self::forward`] once per
+    /// code, but the ε network and the input half shared by both branches run once: only the shift
+    /// branch reads the code.
+    pub fn forward_codes(&self, x: &Tensor, t: &Tensor, ys: &Tensor) -> Result<(Tensor, Tensor)> {
+        check_input(x, t, self.unet.cfg.input_channel)?;
+        if x.dim(0)? != 1 {
+            bail!(
+                "LDAE ShiftUNet: forward_codes takes one latent, got a batch of {}",
+                x.dim(0)?
+            )
+        }
+        let (k, dim) = ys.dims2()?;
+        if k == 0 || dim != self.latent_dim {
+            bail!(
+                "LDAE ShiftUNet: expected (K ≥ 1, {}) semantic codes, got {:?}",
+                self.latent_dim,
+                ys.dims()
+            )
+        }
+        let emb = self.unet.time_embed.forward(t, x.dtype())?;
+        let z = self.label_emb.forward(&ys.to_dtype(x.dtype())?)?;
+        let (h, hs) = self.unet.input.forward(x, &emb)?;
+        let eps = self.unet.decoder.forward(&h, &hs, &emb, None)?;
+        let per_code = |v: &Tensor| -> Result<Tensor> { Tensor::cat(&vec![v; k], 0) };
+        let hs = hs.iter().map(per_code).collect::<Result<Vec<_>>>()?;
+        let g = self.shift.forward(&per_code(&h)?, &hs, &per_code(&emb)?, Some(&z))?;
+        Ok((eps, g))
+    }
 }
 
 impl Denoiser for ShiftUNet {
