@@ -20,10 +20,10 @@ use std::path::Path;
 use std::time::Instant;
 
 /// Steps of each stage in the shipped model (release build on 2 CPU cores: ≈1.3 s per autoencoder
-/// step on a whole 64×80×64 scan, ≈2.1 s per ε-UNet step, ≈3.7 s per representation step).
+/// step on a whole 64×80×64 scan, ≈0.8 s per ε-UNet step, ≈1.9 s per representation step).
 pub const DEFAULT_STAGE_STEPS: StageSteps = StageSteps {
     ae: 1000,
-    unet: 600,
+    unet: 1500,
     repr: 400,
 };
 pub const DEFAULT_STEPS: usize = DEFAULT_STAGE_STEPS.ae + DEFAULT_STAGE_STEPS.unet + DEFAULT_STAGE_STEPS.repr;
