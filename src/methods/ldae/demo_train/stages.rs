@@ -712,6 +712,20 @@ mod training_tests {
         }
         let enc = SemanticEncoder::load(vb.pp(ENCODER_PREFIX), &arch.encoder).unwrap();
         let dec = ShiftUNet::load(vb.pp(DECODER_PREFIX), &arch.unet, e).unwrap();
+        // A fresh shift branch's zero_module convolutions (G = 0) pass no gradient upstream; move them
+        // off zero, as the first optimiser step does, so that a cut graph still shows as an all-zero
+        // gradient below.
+        let mut moved = 0;
+        for (name, var) in params.named_vars() {
+            if name.ends_with("out_layers.3.weight") || name.ends_with("shift_out.2.weight") {
+                var.set(&(randn(var.dims(), 7 + moved) * 0.1).unwrap()).unwrap();
+                moved += 1;
+            }
+        }
+        assert!(
+            moved >= 2,
+            "the shift branch's zero-initialised convolutions were not found"
+        );
         // Slices of 16×20: 4×5 after the stem, so the 2×2 downsample leaves a column out (as at 64×80).
         let x = randn(&[1, 1, 6, 16, 20], 3);
         let z = randn(&[1, 3, 4, 4, 4], 4);
