@@ -616,12 +616,19 @@ impl ShiftUNet {
                 y.dims()
             )
         }
-        let emb = self.unet.time_embed.forward(t, x.dtype())?;
+        let (emb, h, hs, eps) = self.trunk(x, t)?;
         let z = self.label_emb.forward(&y.to_dtype(x.dtype())?)?;
-        let (h, hs) = self.unet.input.forward(x, &emb)?;
-        let eps = self.unet.decoder.forward(&h, &hs, &emb, None)?;
         let g = self.shift.forward(&h, &hs, &emb, Some(&z))?;
         Ok((eps, g))
+    }
+
+    /// Everything of a forward pass that does not read the semantic code: the time embedding, the
+    /// input half's output and skips, and ε̂ (inputs already checked).
+    fn trunk(&self, x: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor, Vec<Tensor>, Tensor)> {
+        let emb = self.unet.time_embed.forward(t, x.dtype())?;
+        let (h, hs) = self.unet.input.forward(x, &emb)?;
+        let eps = self.unet.decoder.forward(&h, &hs, &emb, None)?;
+        Ok((emb, h, hs, eps))
     }
 
     /// ε̂ `(1, …)` and one G per code, `(K, …)`, for a single latent `x` `(1, C, D, H, W)` at one
@@ -644,10 +651,8 @@ impl ShiftUNet {
                 ys.dims()
             )
         }
-        let emb = self.unet.time_embed.forward(t, x.dtype())?;
+        let (emb, h, hs, eps) = self.trunk(x, t)?;
         let z = self.label_emb.forward(&ys.to_dtype(x.dtype())?)?;
-        let (h, hs) = self.unet.input.forward(x, &emb)?;
-        let eps = self.unet.decoder.forward(&h, &hs, &emb, None)?;
         let per_code = |v: &Tensor| -> Result<Tensor> { Tensor::cat(&vec![v; k], 0) };
         let hs = hs.iter().map(per_code).collect::<Result<Vec<_>>>()?;
         let g = self.shift.forward(&per_code(&h)?, &hs, &per_code(&emb)?, Some(&z))?;
