@@ -12,7 +12,7 @@ use candle_core::{DType, Tensor};
 use serde::Serialize;
 
 use super::model::{Encoded, LdaeError, LdaeModel, Progress, Result};
-use crate::core::diffusion::{Rng, Schedule, q_sample};
+use crate::core::diffusion::{Rng, Schedule, eps_from_x0, q_sample};
 
 /// PDAE's coefficient of the shift G in the ε prediction, `ε̂ + k_t·G`:
 /// `k_t = −√α_t·(1 − ᾱ_{t−1}) / √(1 − ᾱ_t)` (`shared/research/ldae.md` §6).
@@ -105,8 +105,7 @@ pub fn code_use(
             sums[k][0] += mse(eps.broadcast_add(&(g.narrow(0, 0, 1)? * k_t)?)?)?;
             sums[k][1] += mse(eps.broadcast_add(&(g.narrow(0, 1, 1)? * k_t)?)?)?;
             sums[k][2] += mse(eps)?;
-            let ab = schedule.alpha_cumprod(t);
-            sums[k][3] += mse(((&x_t - (&others_mean * ab.sqrt())?)? / (1.0 - ab).sqrt())?)?;
+            sums[k][3] += mse(eps_from_x0(&x_t, &others_mean, schedule.alpha_cumprod(t))?)?;
         }
         progress(i + 1, n)?;
     }
