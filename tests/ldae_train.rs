@@ -219,7 +219,7 @@ fn demo_trainer_writes_an_official_layout_folder_and_resumes_from_stage_files() 
         &ctx,
         Some(&Persistence {
             resume: true,
-            ..persist
+            ..persist.clone()
         }),
         &|_| {},
     )
@@ -227,4 +227,95 @@ fn demo_trainer_writes_an_official_layout_folder_and_resumes_from_stage_files() 
     assert!(resumed.stages.iter().all(|s| s.loaded));
     assert_eq!(flat(&resumed.tensors), flat(&model.tensors));
     assert_eq!(resumed.latent_scale, model.latent_scale);
+
+    // The latents LDAE diffuses (0.8730 × the strictly loaded encoder's means) have unit variance per
+    // channel over the training scans, and the recorded x̂₀ clamp puts their 99.9 % quantile at 0.9 of it.
+    let z: Vec<Tensor> = train
+        .iter()
+        .map(|s| (ae.encode_mean(&s.tensor).unwrap() * 0.8730).unwrap())
+        .collect();
+    let z = Tensor::cat(&z, 0).unwrap();
+    assert_eq!(loaded.config().x0_clip, model.x0_clip);
+    assert!(model.x0_clip > 1.0, "{}", model.x0_clip);
+    for c in 0..3 {
+        let v = z
+            .narrow(1, c, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let std = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        assert!(
+            mean.abs() < 1e-3 && (std - 1.0).abs() < 1e-3,
+            "channel {c}: mean {mean}, std {std}"
+        );
+        let outside = v.iter().filter(|x| x.abs() > 0.9 * model.x0_clip).count();
+        assert!(
+            outside as f64 <= 0.002 * n,
+            "channel {c}: {outside} of {n} beyond 0.9 × x0_clip"
+        );
+    }
+
+    // An autoencoder stage file from an earlier rule (latents a quarter of the size, as the old rule
+    // left them smaller): resume refuses the later stages' files, trained on those latents, by name;
+    // without them it normalises the autoencoder again, back to the same encoder, and records the
+    // composed scale; a further resume then loads every stage as it is.
+    let stage_ae = persist.stage_file("ae");
+    let mut old_rule: Vec<(String, Tensor)> = candle_core::safetensors::load(&stage_ae, &dev)
+        .unwrap()
+        .into_iter()
+        .collect();
+    for (k, v) in old_rule.iter_mut() {
+        *v = match k.as_str() {
+            "autoencoderkl.quant_conv_mu.conv.weight"
+            | "autoencoderkl.quant_conv_mu.conv.bias"
+            | "ldae_demo.latent_scale" => (&*v * 0.25).unwrap(),
+            "autoencoderkl.quant_conv_log_sigma.conv.bias" => (&*v + 2.0 * 0.25f64.ln()).unwrap(),
+            "autoencoderkl.post_quant_conv.conv.weight" => (&*v * 4.0).unwrap(),
+            _ => continue,
+        };
+    }
+    std::fs::write(&stage_ae, encode_tensors(&old_rule, &BTreeMap::new()).unwrap()).unwrap();
+    let resume = Persistence {
+        resume: true,
+        ..persist.clone()
+    };
+    let err = match demo_train::train(&settings, &train, &heldout, &dev, &ctx, Some(&resume), &|_| {}) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a later stage trained on other latents was accepted"),
+    };
+    assert!(err.contains("stage-unet.safetensors"), "{err}");
+    for stage in ["unet", "repr"] {
+        std::fs::remove_file(persist.stage_file(stage)).unwrap();
+    }
+    // The last stage's checkpoint is left beside them (the CLI removes it with the stage files).
+    if persist.checkpoint.is_file() {
+        assert!(err.contains("checkpoint.safetensors"), "{err}");
+        std::fs::remove_file(&persist.checkpoint).unwrap();
+    }
+    let renormalised = demo_train::train(&settings, &train, &heldout, &dev, &ctx, Some(&resume), &|_| {}).unwrap();
+    let loaded_flags: Vec<bool> = renormalised.stages.iter().map(|s| s.loaded).collect();
+    assert_eq!(loaded_flags, [true, false, false]);
+    let close = |a: &[f32], b: &[f32], tol: f32| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * y.abs().max(1.0));
+    assert!(
+        close(&renormalised.latent_scale, &model.latent_scale, 1e-4),
+        "{:?} against {:?}",
+        renormalised.latent_scale,
+        model.latent_scale
+    );
+    let ae_of = |t: &[(String, Tensor)]| -> Vec<(String, Vec<f32>)> {
+        flat(t)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("autoencoderkl."))
+            .collect()
+    };
+    for ((k, a), (_, b)) in ae_of(&renormalised.tensors).iter().zip(ae_of(&model.tensors).iter()) {
+        assert!(close(a, b, 1e-4), "{k}");
+    }
+    let again = demo_train::train(&settings, &train, &heldout, &dev, &ctx, Some(&resume), &|_| {}).unwrap();
+    assert!(again.stages.iter().all(|s| s.loaded));
+    assert_eq!(again.latent_scale, renormalised.latent_scale);
 }

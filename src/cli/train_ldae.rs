@@ -113,6 +113,7 @@ pub fn ldae_demo(req: &Request, ctx: &JobContext) -> Result<Outcome, JobError> {
         "latent_shape": model.latent_shape,
         "latent_shift": model.latent_shift,
         "latent_scale": model.latent_scale,
+        "x0_clip": model.x0_clip,
         "training_scans": train.len(),
         "heldout_scans": heldout.len(),
         "data_seconds": data_seconds,

@@ -69,6 +69,7 @@ pub fn tiny_config() -> LdaeConfig {
         betas: "linear".into(),
         spacing_mm: 3.0,
         shape: [16, 16, 16],
+        x0_clip: 1.0,
     }
 }
 

@@ -1,7 +1,7 @@
 //! A complete LDAE (autoencoder, semantic encoder, shift decoder, semantic statistics) loaded from a
 //! model folder or the published files, with encode, invert and decode.
 //!
-//! Two ways in, one code path (`notes/ldae_format.md`):
+//! Two ways in, one code path:
 //! - [`LdaeModel::from_files`]: the published `autoencoderkl.pth`, `encoder.pth`, `decoder.pth` and the
 //!   optional `semantic_mean.pt` / `semantic_std.pt` (bare tensors), each read by `core::weights`.
 //! - [`LdaeModel::from_dir`]: a model folder (`model.toml` + one `model.safetensors` whose keys are the
@@ -146,6 +146,10 @@ fn default_betas() -> String {
     "linear".into()
 }
 
+fn default_x0_clip() -> f32 {
+    1.0
+}
+
 /// The `[config]` table of an LDAE `model.toml`: the three networks under upstream's argument names, the
 /// diffusion schedule and the model grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +170,11 @@ pub struct LdaeConfig {
     pub spacing_mm: f32,
     /// Model grid (x, y, z) after pad/crop.
     pub shape: [usize; 3],
+    /// Bound c of DDIM's x̂₀ clamp [−c, c]. Upstream clamps to [−1, 1], which suits latents that
+    /// 0.8730 keeps inside it; a model trained on latents of another scale (the demo's are of unit
+    /// variance) records the bound that plays the same role for them.
+    #[serde(default = "default_x0_clip")]
+    pub x0_clip: f32,
 }
 
 impl LdaeConfig {
@@ -180,6 +189,7 @@ impl LdaeConfig {
             betas: "linear".into(),
             spacing_mm: 1.5,
             shape: [128, 160, 128],
+            x0_clip: default_x0_clip(),
         }
     }
 
@@ -199,6 +209,12 @@ impl LdaeConfig {
             return Err(LdaeError::Config(format!(
                 "spacing_mm must be positive, got {}",
                 self.spacing_mm
+            )));
+        }
+        if !(self.x0_clip.is_finite() && self.x0_clip > 0.0) {
+            return Err(LdaeError::Config(format!(
+                "x0_clip must be positive, got {}",
+                self.x0_clip
             )));
         }
         let f = self.aekl.downsample_factor();
@@ -221,6 +237,15 @@ impl LdaeConfig {
             )));
         }
         Ok(())
+    }
+
+    /// LDAE's DDIM (η 0, ε recomputed, the shift from the denoiser) with this model's x̂₀ clamp.
+    pub fn ddim_options(&self) -> DdimOptions<'static> {
+        let c = self.x0_clip as f64;
+        DdimOptions {
+            clip: Some((-c, c)),
+            ..DdimOptions::ldae(Shift::FromDenoiser)
+        }
     }
 
     /// The preprocessing onto this model's grid.
@@ -634,7 +659,7 @@ impl LdaeModel {
     pub fn invert(&self, enc: &Encoded, steps: usize, progress: Progress) -> Result<Tensor> {
         self.check_latent(&enc.z0, &enc.y_sem)?;
         let schedule = self.config.schedule(steps)?;
-        let ddim = Ddim::new(&schedule, DdimOptions::ldae(Shift::FromDenoiser));
+        let ddim = Ddim::new(&schedule, self.config.ddim_options());
         let y = enc.y_sem.to_device(&self.device)?;
         Ok(ddim.invert(&self.decoder, &enc.z0.to_device(&self.device)?, Some(&y), progress)?)
     }
@@ -644,7 +669,7 @@ impl LdaeModel {
     pub fn sample_latent(&self, x_t: &Tensor, y_sem: &Tensor, steps: usize, progress: Progress) -> Result<Tensor> {
         self.check_latent(x_t, y_sem)?;
         let schedule = self.config.schedule(steps)?;
-        let ddim = Ddim::new(&schedule, DdimOptions::ldae(Shift::FromDenoiser));
+        let ddim = Ddim::new(&schedule, self.config.ddim_options());
         let y = y_sem.to_device(&self.device)?;
         let x = x_t.to_device(&self.device)?;
         Ok(ddim.sample_range(

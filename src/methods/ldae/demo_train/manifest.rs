@@ -1,7 +1,7 @@
-//! The demo model's `model.toml` (see `notes/ldae_format.md`): `[config]` is `LdaeConfig` (the three
-//! networks under upstream's argument names, the diffusion schedule and the model grid),
-//! `[preprocessing]` the grid and scaling, `[latent]` the latent shapes and which cohort subjects the
-//! model was trained on and which were held out.
+//! The demo model's `model.toml` (the folder format is in `methods::ldae::model`'s docs): `[config]`
+//! is `LdaeConfig` (the three networks under upstream's argument names, the diffusion schedule, the
+//! model grid and the x̂₀ clamp bound), `[preprocessing]` the grid and scaling, `[latent]` the latent
+//! shapes and which cohort subjects the model was trained on and which were held out.
 
 use super::{CohortSplit, DemoArchitecture, DemoLdae};
 use crate::core::manifest::Manifest;
@@ -44,6 +44,7 @@ pub fn manifest(
     config.insert("betas".into(), arch.betas.clone().into());
     config.insert("spacing_mm".into(), toml::Value::Float(grid.spacing_mm as f64));
     config.insert("shape".into(), ints(&grid.shape));
+    config.insert("x0_clip".into(), toml::Value::Float(model.x0_clip as f64));
 
     let mut preprocessing = toml::Table::new();
     preprocessing.insert("spacing_mm".into(), toml::Value::Float(grid.spacing_mm as f64));

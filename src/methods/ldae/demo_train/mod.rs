@@ -6,8 +6,11 @@
 //!    perceptual (LPIPS) and patch-GAN terms are left out (no pretrained LPIPS network here, and a GAN
 //!    does not converge in this budget). Afterwards the latent is normalised *inside* the network: a
 //!    per-channel shift and scale is folded into `quant_conv_mu` / `quant_conv_log_sigma` and undone in
-//!    `post_quant_conv` (reconstructions unchanged), chosen so that LDAE's fixed 0.8730 factor puts the
-//!    training latents inside DDIM's x̂₀ clamp [−1, 1].
+//!    `post_quant_conv` (reconstructions unchanged), chosen so that after LDAE's fixed 0.8730 factor
+//!    each latent channel has unit variance over the training scans. DDIM's x̂₀ clamp, [−1, 1] for
+//!    upstream's latents, is widened to match (`x0_clip` in model.toml: the 99.9 % quantile of
+//!    |latent| at 0.9 of it). An autoencoder stage file from before this rule is normalised again on
+//!    `--resume`, so that only stages 2–3 need retraining.
 //! 2. **ε-pretraining** of PDAE's UNet on the scaled autoencoder means (deterministic μ, as the
 //!    workbench encodes), linear β, T = 1000, MSE on ε.
 //! 3. **Representation learning** (PDAE): the semantic encoder and the decoder's shift branch, with the
@@ -214,6 +217,8 @@ pub struct DemoLdae {
     /// Per-channel shift and scale folded into the autoencoder (see the module docs).
     pub latent_shift: Vec<f32>,
     pub latent_scale: Vec<f32>,
+    /// DDIM's x̂₀ clamp bound for these latents ([`LdaeConfig::x0_clip`](super::model::LdaeConfig)).
+    pub x0_clip: f32,
 }
 
 /// Runs the three stages on `train` (and evaluates the autoencoder on `heldout`); `log` receives a line

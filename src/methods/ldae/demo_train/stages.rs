@@ -24,13 +24,24 @@ use crate::methods::ldae::unet::{ShiftUNet, UNet};
 use crate::methods::metrics::{self, SsimOptions};
 
 pub(super) const STAGES: [&str; 3] = ["ae", "unet", "repr"];
-/// Key prefixes of model.safetensors, one per published file (`docs: notes/ldae_format.md`).
+/// Key prefixes of model.safetensors, one per published file (the folder format: `methods::ldae::model`).
 pub const AE_PREFIX: &str = "autoencoderkl";
 pub const ENCODER_PREFIX: &str = "encoder";
 pub const DECODER_PREFIX: &str = "decoder";
-/// After normalisation, 0.8730 × this quantile of |latent − shift| lands on [`LATENT_TARGET`].
-const LATENT_QUANTILE: f64 = 0.999;
-const LATENT_TARGET: f64 = 0.9;
+/// After normalisation, 0.8730 × each channel's standard deviation over the training latents is this
+/// (unit variance, as Stable Diffusion chooses its scale factor). The earlier rule put the 99.9 %
+/// quantile of |latent| at 0.9, inside upstream's x̂₀ clamp [−1, 1]; that left the latents at std
+/// ≈ 0.22, so that at every t ≥ 100 the noise drowned the differences between scans: the ε-UNet was
+/// 7× worse than predicting the mean latent at t = 400, and the shift branch, trained on its errors,
+/// learnt to ignore the semantic code.
+const LATENT_STD_TARGET: f64 = 1.0;
+/// The x̂₀ clamp bound recorded in the model (`x0_clip`) puts this quantile of |latent| at
+/// [`CLIP_HEADROOM`] of it: the place the earlier rule gave it inside upstream's [−1, 1].
+const CLIP_QUANTILE: f64 = 0.999;
+const CLIP_HEADROOM: f64 = 0.9;
+/// A loaded autoencoder whose latents need a shift below this (in stds) and a scale within this of 1
+/// is taken as already normalised by the current rule.
+const NORMALISED_TOLERANCE: f64 = 1e-3;
 const CLIP_NORM: f64 = 1.0;
 /// Extra tensors of the autoencoder's stage file (not model parameters).
 const LATENT_SHIFT_KEY: &str = "ldae_demo.latent_shift";
@@ -304,24 +315,84 @@ fn noisy(z0: &Tensor, schedule: &Schedule, rng: &mut Rng) -> candle_core::Result
     Ok((x_t, noise, c))
 }
 
-/// Per-channel quantile of |v − mean| over latents `(1, C, …)`: (mean, quantile) per channel.
+/// Once a loaded autoencoder's latents are normalised anew, the later stages' files and an interrupted
+/// stage's checkpoint were trained on latents they would no longer see: refuse them by name rather
+/// than load them.
+fn refuse_stale_later_stages(persist: Option<&Persistence>) -> Result<()> {
+    let Some(p) = persist else { return Ok(()) };
+    let stale: Vec<String> = STAGES[1..]
+        .iter()
+        .map(|s| p.stage_file(s))
+        .chain([p.checkpoint.clone()])
+        .filter(|f| f.is_file())
+        .map(|f| f.display().to_string())
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "the finished autoencoder stage's latents are normalised by an earlier rule and are normalised \
+         again now, so {} would not match them; remove them to retrain those stages",
+        stale.join(", ")
+    )))
+}
+
+/// Every value of channel `ch` over latents `(1, C, …)`.
+fn channel_values(latents: &[Tensor], ch: usize) -> Result<Vec<f32>> {
+    let mut v: Vec<f32> = Vec::new();
+    for l in latents {
+        v.extend(l.narrow(1, ch, 1)?.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(v)
+}
+
+/// Per-channel mean and (population) standard deviation over latents `(1, C, …)`.
 fn channel_stats(latents: &[Tensor]) -> Result<(Vec<f32>, Vec<f32>)> {
     let c = latents[0].dim(1)?;
     let mut means = Vec::with_capacity(c);
-    let mut quantiles = Vec::with_capacity(c);
+    let mut stds = Vec::with_capacity(c);
     for ch in 0..c {
-        let mut v: Vec<f32> = Vec::new();
-        for l in latents {
-            v.extend(l.narrow(1, ch, 1)?.flatten_all()?.to_vec1::<f32>()?);
-        }
-        let mean = (v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64) as f32;
-        let mut dev: Vec<f32> = v.iter().map(|&x| (x - mean).abs()).collect();
-        dev.sort_by(f32::total_cmp);
-        let q = dev[((dev.len() - 1) as f64 * LATENT_QUANTILE).round() as usize].max(1e-6);
-        means.push(mean);
-        quantiles.push(q);
+        let v = channel_values(latents, ch)?;
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+        means.push(mean as f32);
+        stds.push(var.sqrt().max(1e-6) as f32);
     }
-    Ok((means, quantiles))
+    Ok((means, stds))
+}
+
+/// The x̂₀ clamp bound for diffusion latents `(1, C, …)`: the largest per-channel [`CLIP_QUANTILE`] of
+/// |latent|, divided by [`CLIP_HEADROOM`].
+fn clip_bound(latents: &[Tensor]) -> Result<f32> {
+    let c = latents[0].dim(1)?;
+    let mut bound = 0f32;
+    for ch in 0..c {
+        let mut v: Vec<f32> = channel_values(latents, ch)?.iter().map(|x| x.abs()).collect();
+        v.sort_by(f32::total_cmp);
+        let q = v[((v.len() - 1) as f64 * CLIP_QUANTILE).round() as usize];
+        bound = bound.max((q as f64 / CLIP_HEADROOM) as f32);
+    }
+    Ok(bound)
+}
+
+/// The single normalisation `s·(μ − m)` equal to `s₁·(s₀·(μ − m₀) − m₁)`: `m = m₀ + m₁/s₀`, `s = s₀·s₁`.
+fn compose_normalisation(first: (&[f32], &[f32]), then: (&[f32], &[f32])) -> (Vec<f32>, Vec<f32>) {
+    let ((m0, s0), (m1, s1)) = (first, then);
+    let shift = m0
+        .iter()
+        .zip(s0)
+        .zip(m1)
+        .map(|((&m0, &s0), &m1)| m0 + m1 / s0)
+        .collect();
+    let scale = s0.iter().zip(s1).map(|(&s0, &s1)| s0 * s1).collect();
+    (shift, scale)
+}
+
+/// Whether shift `m` (against stds `std`) and scale `s` leave the latents as they are.
+fn is_identity(m: &[f32], std: &[f32], s: &[f32]) -> bool {
+    let tol = NORMALISED_TOLERANCE;
+    m.iter().zip(std).all(|(&m, &d)| (m / d).abs() as f64 <= tol) && s.iter().all(|&s| (s as f64 - 1.0).abs() <= tol)
 }
 
 /// Folds `μ' = s·(μ − m)` into the autoencoder's 1×1×1 convs (`σ' = s·σ`; the decoder first maps μ'
@@ -500,41 +571,56 @@ pub(super) fn run_all(
         &arch.aekl,
     )?;
     let raw = encode_all(&raw_ae, train, ctx, "encoding the training scans")?;
-    let (mean, q) = channel_stats(&raw)?;
-    let (shift, scale) = match &folded {
+    let channels = raw[0].dim(1)?;
+    let (mean, std) = channel_stats(&raw)?;
+    let step_scale: Vec<f32> = std
+        .iter()
+        .map(|&d| (LATENT_STD_TARGET / (LDAE_SCALE_FACTOR * d as f64)) as f32)
+        .collect();
+    // What a loaded stage file had folded in already (nothing for a freshly trained autoencoder).
+    let (stored_shift, stored_scale) = match &folded {
         Some((Some(shift), Some(scale))) => (shift.clone(), scale.clone()),
         Some(_) => {
             return Err(invalid(
                 "the finished autoencoder stage file lacks the latent shift/scale",
             ));
         }
-        None => {
-            let scale: Vec<f32> = q
-                .iter()
-                .map(|&q| (LATENT_TARGET / (LDAE_SCALE_FACTOR * q as f64)) as f32)
-                .collect();
-            fold_normalisation(&mut ae_tensors, &mean, &scale)?;
-            ae_params.load(&ae_tensors)?;
-            let mut saved = named(&ae_params);
-            saved.push((LATENT_SHIFT_KEY.into(), Tensor::new(mean.as_slice(), &Device::Cpu)?));
-            saved.push((LATENT_SCALE_KEY.into(), Tensor::new(scale.as_slice(), &Device::Cpu)?));
-            s1.save(&saved)?;
-            (mean, scale)
-        }
+        None => (vec![0.0; channels], vec![1.0; channels]),
     };
-    // The loaded (already folded) encoder gave normalised means; fresh ones are normalised here.
-    let (apply_shift, apply_scale) = if folded.is_some() {
-        (vec![0.0; shift.len()], vec![1.0; scale.len()])
+    // A fresh autoencoder is normalised here; a loaded one again only when its latents do not meet the
+    // current rule (a stage file from before the rule changed), so that stages 2–3 can be retrained
+    // on top of it.
+    let refold = folded.is_none() || !is_identity(&mean, &std, &step_scale);
+    let (shift, scale) = if refold {
+        if folded.is_some() {
+            refuse_stale_later_stages(persist)?;
+            log("stage 1 (ae): the loaded autoencoder's latents are normalised again for the current rule");
+        }
+        fold_normalisation(&mut ae_tensors, &mean, &step_scale)?;
+        ae_params.load(&ae_tensors)?;
+        let (shift, scale) = compose_normalisation((&stored_shift, &stored_scale), (&mean, &step_scale));
+        let mut saved = named(&ae_params);
+        saved.push((LATENT_SHIFT_KEY.into(), Tensor::new(shift.as_slice(), &Device::Cpu)?));
+        saved.push((LATENT_SCALE_KEY.into(), Tensor::new(scale.as_slice(), &Device::Cpu)?));
+        s1.save(&saved)?;
+        (shift, scale)
     } else {
-        (shift.clone(), scale.clone())
+        (stored_shift, stored_scale)
+    };
+    // The latents the folded encoder gives: the raw means normalised by the step folded in just now.
+    let (apply_shift, apply_scale) = if refold {
+        (mean, step_scale)
+    } else {
+        (vec![0.0; channels], vec![1.0; channels])
     };
     let ae = AutoencoderKL::load(frozen_builder(named(&ae_params), device).pp(AE_PREFIX), &arch.aekl)?;
-    let shift_t = Tensor::from_vec(apply_shift, (1, shift.len(), 1, 1, 1), device)?;
-    let scale_t = Tensor::from_vec(apply_scale, (1, scale.len(), 1, 1, 1), device)?;
+    let shift_t = Tensor::from_vec(apply_shift, (1, channels, 1, 1, 1), device)?;
+    let scale_t = Tensor::from_vec(apply_scale, (1, channels, 1, 1, 1), device)?;
     let latents: Vec<Tensor> = raw
         .iter()
         .map(|z| z.broadcast_sub(&shift_t)?.broadcast_mul(&scale_t)? * LDAE_SCALE_FACTOR)
         .collect::<candle_core::Result<_>>()?;
+    let x0_clip = clip_bound(&latents)?;
     let latent_shape = latents[0].dims()[1..].to_vec();
     let ae_eval = evaluate_ae(&ae, heldout, settings.eval_scans, ctx)?;
     if let Some(e) = &ae_eval {
@@ -655,6 +741,7 @@ pub(super) fn run_all(
         latent_shape,
         latent_shift: shift,
         latent_scale: scale,
+        x0_clip,
     })
 }
 
@@ -795,5 +882,38 @@ mod training_tests {
         let sigma_ratio = (after.encode(&x).unwrap().sigma / before.encode(&x).unwrap().sigma).unwrap();
         let r = sigma_ratio.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!((r[0] - 2.0).abs() < 1e-4, "{}", r[0]);
+    }
+
+    /// Normalising again on top of a folded autoencoder (a stage file from an earlier rule) gives the
+    /// same encoder as folding the composed normalisation once, and that composition is what the stage
+    /// file records.
+    #[test]
+    fn normalising_twice_equals_folding_the_composed_normalisation_once() {
+        let arch = DemoArchitecture::tiny();
+        let dev = Device::Cpu;
+        let params = SeededParams::new(7);
+        AutoencoderKL::load(params.var_builder(DType::F32, &dev).pp(AE_PREFIX), &arch.aekl).unwrap();
+        let base: HashMap<String, Tensor> = params.tensors().into_iter().collect();
+        let first = (vec![0.3f32, -0.2, 0.1], vec![2.0f32, 0.5, 4.0]);
+        let then = (vec![-0.05f32, 0.4, 0.0], vec![4.5f32, 1.5, 0.25]);
+        let mut twice = base.clone();
+        fold_normalisation(&mut twice, &first.0, &first.1).unwrap();
+        fold_normalisation(&mut twice, &then.0, &then.1).unwrap();
+        let (m, s) = compose_normalisation((&first.0, &first.1), (&then.0, &then.1));
+        let mut once = base;
+        fold_normalisation(&mut once, &m, &s).unwrap();
+        for (k, a) in &twice {
+            let d = (a - &once[k])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-5, "{k}: {d}");
+        }
+        assert!(is_identity(&[0.0, 1e-4, 0.0], &[1.0, 1.0, 1.0], &[1.0, 1.0005, 1.0]));
+        assert!(!is_identity(&[0.0, 0.0, 0.0], &[1.0; 3], &[1.0, 4.5, 1.0]));
     }
 }
