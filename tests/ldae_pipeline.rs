@@ -72,6 +72,19 @@ fn official_files_and_model_folder_load_the_same_model() {
     assert_eq!(vol_diff(&da, &db), 0.0);
     assert_eq!(da.spacing_mm(), [3.0; 3]);
 
+    // DDIM's x̂₀ clamp bound comes from the config (upstream's 1 by default) and reaches both the
+    // inversion and the sampling.
+    assert_eq!(a.config().ddim_options().clip, Some((-1.0, 1.0)));
+    let mut cfg = tiny_config();
+    cfg.x0_clip = 0.05;
+    assert_eq!(cfg.ddim_options().clip, Some((-0.05f32 as f64, 0.05f32 as f64)));
+    let narrow = LdaeModel::from_files(&tiny.files, cfg, &Device::Cpu).unwrap();
+    let xn = narrow.invert(&ea, 4, &mut no_progress()).unwrap();
+    assert!(max_diff(&xn, &xa) > 1e-3, "the inversion ignored x0_clip");
+    let zn = narrow.sample_latent(&xa, &ea.y_sem, 4, &mut no_progress()).unwrap();
+    let zw = a.sample_latent(&xa, &ea.y_sem, 4, &mut no_progress()).unwrap();
+    assert!(max_diff(&zn, &zw) > 1e-3, "the sampling ignored x0_clip");
+
     // Statistics from the bare-tensor .pt files: standardise ∘ unstandardise = identity.
     let (mean, std) = a.semantic_stats().unwrap();
     assert_eq!(b.semantic_stats().unwrap(), (mean.clone(), std.clone()));
@@ -97,6 +110,12 @@ fn wrong_inputs_and_files_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("encoder.safetensors"), "{e}");
+    let mut cfg = tiny_config();
+    cfg.x0_clip = 0.0;
+    let e = LdaeModel::from_files(&tiny.files, cfg, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("x0_clip"), "{e}");
     // Only one statistics file.
     let mut files = tiny.files.clone();
     files.semantic_std = None;

@@ -151,7 +151,7 @@ fn default_x0_clip() -> f32 {
 }
 
 /// The `[config]` table of an LDAE `model.toml`: the three networks under upstream's argument names, the
-/// diffusion schedule and the model grid.
+/// diffusion schedule, the model grid and DDIM's x̂₀ clamp bound.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LdaeConfig {
     /// `vae_args` (MONAI `AutoencoderKL`).

@@ -775,6 +775,17 @@ mod training_tests {
         Rng::new(seed).randn(shape, DType::F32, &Device::Cpu).unwrap()
     }
 
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     /// Every trainable tensor of the semantic encoder and of the shift branch receives a gradient
     /// through the PDAE loss, and the frozen UNet is not among them (fused candle ops without a
     /// backward would silently cut the graph).
@@ -867,18 +878,8 @@ mod training_tests {
         let m_t = Tensor::from_vec(m, (1, 3, 1, 1, 1), &dev).unwrap();
         let s_t = Tensor::from_vec(s, (1, 3, 1, 1, 1), &dev).unwrap();
         let expect = mu.broadcast_sub(&m_t).unwrap().broadcast_mul(&s_t).unwrap();
-        let diff = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
-        assert!(diff(&after.encode_mean(&x).unwrap(), &expect) < 1e-5);
-        assert!(diff(&after.reconstruct(&x).unwrap(), &recon) < 1e-5);
+        assert!(max_abs_diff(&after.encode_mean(&x).unwrap(), &expect) < 1e-5);
+        assert!(max_abs_diff(&after.reconstruct(&x).unwrap(), &recon) < 1e-5);
         let sigma_ratio = (after.encode(&x).unwrap().sigma / before.encode(&x).unwrap().sigma).unwrap();
         let r = sigma_ratio.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!((r[0] - 2.0).abs() < 1e-4, "{}", r[0]);
@@ -903,14 +904,7 @@ mod training_tests {
         let mut once = base;
         fold_normalisation(&mut once, &m, &s).unwrap();
         for (k, a) in &twice {
-            let d = (a - &once[k])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d = max_abs_diff(a, &once[k]);
             assert!(d < 1e-5, "{k}: {d}");
         }
         assert!(is_identity(&[0.0, 1e-4, 0.0], &[1.0, 1.0, 1.0], &[1.0, 1.0005, 1.0]));
