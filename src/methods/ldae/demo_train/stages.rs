@@ -776,14 +776,7 @@ mod training_tests {
     }
 
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+        crate::core::ops::max_abs_diff(a, b).unwrap()
     }
 
     /// Every trainable tensor of the semantic encoder and of the shift branch receives a gradient
