@@ -473,3 +473,171 @@ fn the_skip_gradient_is_the_decoder_gradient_at_the_generated_latent_and_full_ba
 fn max_abs(t: &Tensor) -> f32 {
     t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
 }
+
+/// Stable Diffusion as the search target: a tiny random diffusers pipeline
+/// (`tests/fixtures/make_sage_sd.py`) against what diffusers' `StableDiffusionPipeline` with
+/// `DDIMScheduler` made of the same starting noise.
+mod stable_diffusion {
+    use super::*;
+    use latent_workbench::methods::sage::stable_diffusion::{SdOptions, StableDiffusionGenerator};
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    fn fixtures() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sage")
+    }
+
+    fn reference() -> HashMap<String, Tensor> {
+        candle_core::safetensors::load(fixtures().join("tiny-sd-reference.safetensors"), &Device::Cpu).unwrap()
+    }
+
+    fn options(steps: usize, guidance: f64) -> SdOptions {
+        SdOptions {
+            height: Some(16),
+            width: Some(16),
+            steps,
+            guidance,
+            prompt_template: "a photo of a {}".into(),
+            classes: vec!["cat".into(), "dog".into()],
+        }
+    }
+
+    fn load(steps: usize, guidance: f64) -> StableDiffusionGenerator {
+        StableDiffusionGenerator::load(&fixtures().join("tiny-sd"), &options(steps, guidance), &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        latent_workbench::core::ops::max_abs_diff(a, b).unwrap()
+    }
+
+    #[test]
+    fn prompts_embed_as_the_transformers_text_encoder_does() {
+        let g = load(4, 7.5);
+        let r = reference();
+        let emb = g.condition_embedding(&[0, 1]).unwrap();
+        let want = r["embeddings"].flatten_from(1).unwrap();
+        assert_eq!(emb.dims(), want.dims());
+        let d = max_diff(&emb, &want);
+        assert!(d < 1e-5, "text embedding differs by {d}");
+    }
+
+    #[test]
+    fn images_match_diffusers_with_and_without_guidance() {
+        let r = reference();
+        let z = r["latents"].flatten_from(1).unwrap();
+        for (steps, guidance, key) in [
+            (3, 1.0, "images_steps3_guidance1.0"),
+            (4, 7.5, "images_steps4_guidance7.5"),
+        ] {
+            let g = load(steps, guidance);
+            assert_eq!(g.steps(), steps);
+            assert_eq!(g.latent_dim(), 4 * 8 * 8);
+            let cond = g.condition_embedding(&[0, 1]).unwrap();
+            let images = g.generate(&z, &cond, GradientPath::None).unwrap();
+            assert_eq!(images.dims(), [2, 3, 16, 16]);
+            let d = max_diff(&images, &r[key]);
+            assert!(d < 1e-4, "{key}: images differ from diffusers by {d}");
+        }
+    }
+
+    #[test]
+    fn the_skip_path_reaches_the_noise_and_exact_backpropagation_is_refused_with_the_reason() {
+        let g = load(2, 7.5);
+        let z = Var::from_tensor(&reference()["latents"].flatten_from(1).unwrap()).unwrap();
+        let cond = g.condition_embedding(&[0, 1]).unwrap();
+        let images = g
+            .generate(z.as_tensor(), &cond, GradientPath::Skip { exact_last: 0 })
+            .unwrap();
+        let grads = images.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let gz = grads.get(z.as_tensor()).expect("a gradient w.r.t. the starting noise");
+        let norm = gz.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(norm.is_finite() && norm > 0.0, "gradient norm² {norm}");
+        // The skip path changes gradients only: the images are those of no gradient.
+        let plain = g.generate(z.as_tensor(), &cond, GradientPath::None).unwrap();
+        assert_eq!(max_diff(&images, &plain), 0.0);
+        for path in [GradientPath::Full, GradientPath::Skip { exact_last: 1 }] {
+            let err = g.generate(z.as_tensor(), &cond, path).unwrap_err().to_string();
+            assert!(err.contains("no backward"), "{err}");
+        }
+    }
+
+    /// Class k's logit is the mean of colour channel k, scaled: a stand-in judge for 2 classes.
+    struct ChannelMeans(f64);
+
+    impl ImageClassifier for ChannelMeans {
+        fn name(&self) -> &str {
+            "channel-means"
+        }
+        fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor> {
+            images.narrow(1, 0, 2)?.mean((2, 3))? * self.0
+        }
+    }
+
+    #[test]
+    fn the_search_drives_stable_diffusion_with_the_skip_path_and_gradient_free() {
+        let g = load(2, 7.5);
+        let ensemble = Ensemble {
+            members: vec![(Box::new(ChannelMeans(40.0)) as Box<dyn ImageClassifier>, 1.0)],
+            held_out: Some(Box::new(ChannelMeans(30.0))),
+        };
+        for mode in [Mode::Skip { exact_last: 0 }, Mode::Random] {
+            let cfg = SearchConfig {
+                restarts: 2,
+                budget: 6,
+                screen: 2,
+                ..config(mode, 6)
+            };
+            let result = run(&g, &ensemble, cfg);
+            assert_eq!(result.image_shape, [3, 16, 16]);
+            assert_eq!(result.candidates.len(), 2, "{mode:?}");
+            assert!(
+                result.generator_calls > 0 && result.generator_calls <= 2 * 6,
+                "{mode:?}"
+            );
+        }
+        // Backpropagation through the UNet is refused with its reason, not a panic.
+        let search = Search::new(&g, &ensemble, config(Mode::Backprop, 4)).unwrap();
+        match search.run(search.initial_state().unwrap(), &JobContext::detached(), &mut |_, _| {}) {
+            Err(Stopped::Failed(e)) => assert!(e.to_string().contains("no backward"), "{e}"),
+            _ => panic!("backprop through candle-transformers' UNet should fail"),
+        }
+    }
+
+    #[test]
+    fn a_broken_folder_is_refused_naming_the_file() {
+        let dir = std::env::temp_dir().join(format!("lw-sd-broken-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let copy = |rel: &str| {
+            let to = dir.join(rel);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(fixtures().join("tiny-sd").join(rel), to).unwrap();
+        };
+        for rel in [
+            "unet/config.json",
+            "vae/config.json",
+            "text_encoder/config.json",
+            "scheduler/scheduler_config.json",
+            "tokenizer/vocab.json",
+            "tokenizer/merges.txt",
+            "unet/diffusion_pytorch_model.safetensors",
+            "vae/diffusion_pytorch_model.safetensors",
+        ] {
+            copy(rel);
+        }
+        let err = StableDiffusionGenerator::load(&dir, &options(2, 7.5), &Device::Cpu)
+            .err()
+            .expect("no text encoder weights")
+            .to_string();
+        assert!(err.contains("text_encoder") && err.contains("no weights file"), "{err}");
+        std::fs::write(dir.join("unet/config.json"), "{\"block_out_channels\": [8, 16]").unwrap();
+        let err = StableDiffusionGenerator::load(&dir, &options(2, 7.5), &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("unet/config.json") && err.contains("not valid JSON"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -8,6 +8,9 @@
 //!   approximate-gradient skip or full backpropagation; the demo [`generator::SpriteGenerator`]
 //!   (a class-conditional latent diffusion prior, [`prior`], over sprite factor codes drawn by a
 //!   differentiable [`renderer`]).
+//! - [`stable_diffusion`]: the paper's own target, a user's Stable Diffusion folder (diffusers
+//!   layout) through candle-transformers' networks, our DDIM and guidance, with the CLIP BPE
+//!   [`clip_tokenizer`]; held to diffusers on a tiny random pipeline.
 //! - [`classifier`]: the ensemble used as a surrogate loss and the held-out judge.
 //! - [`naturalness`]: the typical-set penalty and projection, the KS normality test (NGR).
 //! - [`search`]: the three failure objectives, four modes, restarts, resumable state, scoring
@@ -16,6 +19,7 @@
 //! - [`demo_train`], [`quality`]: the demo's trainers and the generator's base rate.
 
 pub mod classifier;
+pub mod clip_tokenizer;
 pub mod demo_train;
 mod error;
 pub mod gallery;
@@ -27,5 +31,6 @@ pub mod renderer;
 pub mod report;
 pub mod search;
 pub mod setup;
+pub mod stable_diffusion;
 
 pub use error::{Result, SageError};
