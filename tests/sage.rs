@@ -638,6 +638,15 @@ mod stable_diffusion {
             err.contains("unet/config.json") && err.contains("not valid JSON"),
             "{err}"
         );
+        let nan_guidance = SdOptions {
+            guidance: f64::NAN,
+            ..options(2, 7.5)
+        };
+        let err = StableDiffusionGenerator::load(&fixtures().join("tiny-sd"), &nan_guidance, &Device::Cpu)
+            .err()
+            .expect("a NaN guidance scale")
+            .to_string();
+        assert!(err.contains("guidance"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -31,6 +31,9 @@ use candle_transformers::models::stable_diffusion::vae::{AutoEncoderKL, AutoEnco
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+/// More resolution levels than any Stable Diffusion has (4); bounds the downsampling factors.
+const MAX_BLOCKS: usize = 8;
+
 /// How the search samples: image size, steps, guidance and the prompt each class becomes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SdOptions {
@@ -214,6 +217,12 @@ fn unet_config(v: &Value, path: &Path) -> Result<(UNet2DConditionModelConfig, us
     let down = c.strings("down_block_types")?;
     let up = c.strings("up_block_types")?;
     let n = channels.len();
+    if n > MAX_BLOCKS {
+        return Err(model_error(
+            path,
+            format!("{n} blocks: at most {MAX_BLOCKS} are supported"),
+        ));
+    }
     if n == 0 || down.len() != n || up.len() != n {
         return Err(model_error(
             path,
@@ -288,8 +297,11 @@ fn vae_config(v: &Value, path: &Path) -> Result<(AutoEncoderKLConfig, usize, f64
         .and_then(Value::as_array)
         .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect())
         .ok_or_else(|| model_error(path, "`block_out_channels` must be a list of whole numbers"))?;
-    if channels.is_empty() {
-        return Err(model_error(path, "`block_out_channels` is empty"));
+    if channels.is_empty() || channels.len() > MAX_BLOCKS {
+        return Err(model_error(
+            path,
+            format!("`block_out_channels` must have 1 to {MAX_BLOCKS} entries"),
+        ));
     }
     let image_channels = c.usize("in_channels", Some(3))?;
     if image_channels != 3 || c.usize("out_channels", Some(3))? != 3 {
@@ -417,6 +429,12 @@ impl StableDiffusionGenerator {
                 "Stable Diffusion as a search target needs at least one class".into(),
             ));
         }
+        if !options.guidance.is_finite() || options.guidance < 0.0 {
+            return Err(SageError::Invalid(format!(
+                "guidance scale {} must be a finite number ≥ 0",
+                options.guidance
+            )));
+        }
         if !options.prompt_template.contains("{}") {
             return Err(SageError::Invalid(format!(
                 "the prompt template {:?} has no {{}} for the class name",
@@ -494,6 +512,7 @@ impl StableDiffusionGenerator {
             guidance: options.guidance,
             prompt_template: options.prompt_template.clone(),
             class_names: options.classes.clone(),
+            // A placeholder on the right device until the empty prompt is embedded just below.
             null: Tensor::zeros(1, DType::F32, device).map_err(SageError::compute("Stable Diffusion"))?,
         };
         generator.null = generator
