@@ -10,7 +10,7 @@
 use super::error::{Result, SageError};
 use regex::Regex;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub const START_TOKEN: &str = "<|startoftext|>";
 pub const END_TOKEN: &str = "<|endoftext|>";
@@ -39,20 +39,17 @@ impl ClipTokenizer {
     pub fn load(dir: &Path, pad_with: Option<&str>) -> Result<Self> {
         let vocab_path = dir.join("vocab.json");
         let merges_path = dir.join("merges.txt");
-        let read = |p: &PathBuf| {
-            std::fs::read_to_string(p).map_err(|e| SageError::Model {
-                path: p.clone(),
-                problem: format!("cannot read the CLIP tokenizer file ({e})"),
-            })
+        let read = |p: &Path| {
+            std::fs::read_to_string(p)
+                .map_err(|e| SageError::model(p, format!("cannot read the CLIP tokenizer file ({e})")))
         };
-        let vocab: HashMap<String, u32> = serde_json::from_str(&read(&vocab_path)?).map_err(|e| SageError::Model {
-            path: vocab_path.clone(),
-            problem: format!("not a CLIP vocabulary (a JSON object of token → id): {e}"),
+        let vocab: HashMap<String, u32> = serde_json::from_str(&read(&vocab_path)?).map_err(|e| {
+            SageError::model(
+                &vocab_path,
+                format!("not a CLIP vocabulary (a JSON object of token → id): {e}"),
+            )
         })?;
-        Self::from_parts(vocab, &read(&merges_path)?, pad_with).map_err(|problem| SageError::Model {
-            path: dir.to_path_buf(),
-            problem,
-        })
+        Self::from_parts(vocab, &read(&merges_path)?, pad_with).map_err(|problem| SageError::model(dir, problem))
     }
 
     /// From a vocabulary and the text of a merges file (an optional `#version` line, then one

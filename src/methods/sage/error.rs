@@ -3,7 +3,7 @@
 use crate::core::manifest::ManifestError;
 use crate::core::train::TrainError;
 use crate::core::weights::WeightsError;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -30,6 +30,14 @@ pub enum SageError {
 }
 
 impl SageError {
+    /// A model folder or file that cannot be used, and why.
+    pub fn model(path: &Path, problem: impl Into<String>) -> Self {
+        Self::Model {
+            path: path.to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+
     /// Wraps a candle error with what was being done.
     pub fn compute(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> Self {
         let context = context.into();

@@ -7,7 +7,7 @@
 //! DDIM ([`crate::core::diffusion::Ddim`]) on the scheduler's β schedule with diffusers' "leading"
 //! timesteps, `steps_offset` and `set_alpha_to_one`, and classifier-free guidance against the empty
 //! prompt: the same arithmetic as diffusers' `StableDiffusionPipeline` with `DDIMScheduler` (η 0),
-//! which `tests/sage_stable_diffusion.rs` holds to a tiny random pipeline's output.
+//! which `tests/sage.rs` (`mod stable_diffusion`) holds to a tiny random pipeline's output.
 //!
 //! Gradients: SAGE's skip path with `exact_last = 0` (the loss's gradient w.r.t. the clean latent
 //! is passed to the starting noise; only the VAE decoder is differentiated) is the paper's own
@@ -82,8 +82,6 @@ pub struct StableDiffusionGenerator {
     scheduler: SchedulerSpec,
     schedule: Schedule,
     scaling_factor: f64,
-    /// The VAE's downsampling factor (2 per block after the first).
-    vae_down: usize,
     /// Latent channels, height, width.
     latent: (usize, usize, usize),
     /// The text encoder's width.
@@ -95,16 +93,9 @@ pub struct StableDiffusionGenerator {
     null: Tensor,
 }
 
-fn model_error(path: &Path, problem: impl Into<String>) -> SageError {
-    SageError::Model {
-        path: path.to_path_buf(),
-        problem: problem.into(),
-    }
-}
-
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| model_error(path, format!("cannot read ({e})")))?;
-    serde_json::from_str(&text).map_err(|e| model_error(path, format!("not valid JSON ({e})")))
+    let text = std::fs::read_to_string(path).map_err(|e| SageError::model(path, format!("cannot read ({e})")))?;
+    serde_json::from_str(&text).map_err(|e| SageError::model(path, format!("not valid JSON ({e})")))
 }
 
 /// The first weights file of a component folder, safetensors preferred.
@@ -119,7 +110,7 @@ fn weights_file(dir: &Path) -> Result<PathBuf> {
         .iter()
         .map(|n| dir.join(n))
         .find(|p| p.is_file())
-        .ok_or_else(|| model_error(dir, format!("no weights file (looked for {})", NAMES.join(", "))))
+        .ok_or_else(|| SageError::model(dir, format!("no weights file (looked for {})", NAMES.join(", "))))
 }
 
 /// Typed reads of a diffusers config, each naming the file and key when wrong.
@@ -137,15 +128,15 @@ impl Config<'_> {
             Some(v) => v
                 .as_u64()
                 .map(|x| x as usize)
-                .ok_or_else(|| model_error(self.path, format!("`{key}` must be a whole number"))),
-            None => default.ok_or_else(|| model_error(self.path, format!("missing `{key}`"))),
+                .ok_or_else(|| SageError::model(self.path, format!("`{key}` must be a whole number"))),
+            None => default.ok_or_else(|| SageError::model(self.path, format!("missing `{key}`"))),
         }
     }
     fn f64(&self, key: &str, default: f64) -> Result<f64> {
         match self.get(key) {
             Some(v) => v
                 .as_f64()
-                .ok_or_else(|| model_error(self.path, format!("`{key}` must be a number"))),
+                .ok_or_else(|| SageError::model(self.path, format!("`{key}` must be a number"))),
             None => Ok(default),
         }
     }
@@ -153,7 +144,7 @@ impl Config<'_> {
         match self.get(key) {
             Some(v) => v
                 .as_bool()
-                .ok_or_else(|| model_error(self.path, format!("`{key}` must be true or false"))),
+                .ok_or_else(|| SageError::model(self.path, format!("`{key}` must be true or false"))),
             None => Ok(default),
         }
     }
@@ -162,22 +153,30 @@ impl Config<'_> {
             Some(v) => v
                 .as_str()
                 .map(String::from)
-                .ok_or_else(|| model_error(self.path, format!("`{key}` must be a string"))),
+                .ok_or_else(|| SageError::model(self.path, format!("`{key}` must be a string"))),
             None => Ok(default.into()),
         }
+    }
+    /// A list of whole numbers.
+    fn usizes(&self, key: &str) -> Result<Vec<usize>> {
+        self.get(key)
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect())
+            .ok_or_else(|| SageError::model(self.path, format!("`{key}` must be a list of whole numbers")))
     }
     /// A list, or one value for every one of `n` entries.
     fn per_block(&self, key: &str, n: usize, default: Option<usize>) -> Result<Vec<usize>> {
         match self.get(key) {
-            Some(Value::Array(a)) if a.len() == n => a
-                .iter()
-                .map(|x| x.as_u64().map(|x| x as usize))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| model_error(self.path, format!("`{key}` must hold whole numbers"))),
-            Some(Value::Array(a)) => Err(model_error(
-                self.path,
-                format!("`{key}` has {} entries for {n} blocks", a.len()),
-            )),
+            Some(Value::Array(_)) => {
+                let values = self.usizes(key)?;
+                if values.len() != n {
+                    return Err(SageError::model(
+                        self.path,
+                        format!("`{key}` has {} entries for {n} blocks", values.len()),
+                    ));
+                }
+                Ok(values)
+            }
             _ => Ok(vec![self.usize(key, default)?; n]),
         }
     }
@@ -185,7 +184,7 @@ impl Config<'_> {
         self.get(key)
             .and_then(Value::as_array)
             .and_then(|a| a.iter().map(|x| x.as_str().map(String::from)).collect())
-            .ok_or_else(|| model_error(self.path, format!("`{key}` must be a list of names")))
+            .ok_or_else(|| SageError::model(self.path, format!("`{key}` must be a list of names")))
     }
 }
 
@@ -200,31 +199,30 @@ fn unet_config(v: &Value, path: &Path) -> Result<(UNet2DConditionModelConfig, us
         "num_class_embeds",
     ] {
         if c.get(key).is_some() {
-            return Err(model_error(
+            return Err(SageError::model(
                 path,
                 format!("`{key}` is set: this UNet variant is not supported"),
             ));
         }
     }
     if c.str("mid_block_type", "UNetMidBlock2DCrossAttn")? != "UNetMidBlock2DCrossAttn" {
-        return Err(model_error(path, "only the cross-attention middle block is supported"));
+        return Err(SageError::model(
+            path,
+            "only the cross-attention middle block is supported",
+        ));
     }
-    let channels: Vec<usize> = c
-        .get("block_out_channels")
-        .and_then(Value::as_array)
-        .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect())
-        .ok_or_else(|| model_error(path, "`block_out_channels` must be a list of whole numbers"))?;
+    let channels: Vec<usize> = c.usizes("block_out_channels")?;
     let down = c.strings("down_block_types")?;
     let up = c.strings("up_block_types")?;
     let n = channels.len();
     if n > MAX_BLOCKS {
-        return Err(model_error(
+        return Err(SageError::model(
             path,
             format!("{n} blocks: at most {MAX_BLOCKS} are supported"),
         ));
     }
     if n == 0 || down.len() != n || up.len() != n {
-        return Err(model_error(
+        return Err(SageError::model(
             path,
             "block_out_channels, down_block_types and up_block_types differ in length",
         ));
@@ -241,15 +239,25 @@ fn unet_config(v: &Value, path: &Path) -> Result<(UNet2DConditionModelConfig, us
         let cross = match down[i].as_str() {
             "CrossAttnDownBlock2D" => true,
             "DownBlock2D" => false,
-            other => return Err(model_error(path, format!("down block type {other:?} is not supported"))),
+            other => {
+                return Err(SageError::model(
+                    path,
+                    format!("down block type {other:?} is not supported"),
+                ));
+            }
         };
         let up_cross = match up[n - 1 - i].as_str() {
             "CrossAttnUpBlock2D" => true,
             "UpBlock2D" => false,
-            other => return Err(model_error(path, format!("up block type {other:?} is not supported"))),
+            other => {
+                return Err(SageError::model(
+                    path,
+                    format!("up block type {other:?} is not supported"),
+                ));
+            }
         };
         if cross != up_cross {
-            return Err(model_error(path, "up blocks must mirror the down blocks"));
+            return Err(SageError::model(path, "up blocks must mirror the down blocks"));
         }
         blocks.push(BlockConfig {
             out_channels: channels[i],
@@ -261,7 +269,7 @@ fn unet_config(v: &Value, path: &Path) -> Result<(UNet2DConditionModelConfig, us
     // config says (every Stable Diffusion release uses 32).
     let groups = c.usize("norm_num_groups", Some(32))?;
     if groups != 32 {
-        return Err(model_error(
+        return Err(SageError::model(
             path,
             format!("norm_num_groups {groups}: only 32 is supported"),
         ));
@@ -292,20 +300,16 @@ fn unet_config(v: &Value, path: &Path) -> Result<(UNet2DConditionModelConfig, us
 /// downsampling factor).
 fn vae_config(v: &Value, path: &Path) -> Result<(AutoEncoderKLConfig, usize, f64, usize)> {
     let c = Config { v, path };
-    let channels: Vec<usize> = c
-        .get("block_out_channels")
-        .and_then(Value::as_array)
-        .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect())
-        .ok_or_else(|| model_error(path, "`block_out_channels` must be a list of whole numbers"))?;
+    let channels: Vec<usize> = c.usizes("block_out_channels")?;
     if channels.is_empty() || channels.len() > MAX_BLOCKS {
-        return Err(model_error(
+        return Err(SageError::model(
             path,
             format!("`block_out_channels` must have 1 to {MAX_BLOCKS} entries"),
         ));
     }
     let image_channels = c.usize("in_channels", Some(3))?;
     if image_channels != 3 || c.usize("out_channels", Some(3))? != 3 {
-        return Err(model_error(path, "the VAE must map RGB images"));
+        return Err(SageError::model(path, "the VAE must map RGB images"));
     }
     let cfg = AutoEncoderKLConfig {
         block_out_channels: channels.clone(),
@@ -328,7 +332,7 @@ fn text_config(v: &Value, path: &Path) -> Result<ClipTextConfig> {
     let c = Config { v, path };
     let act = c.str("hidden_act", "quick_gelu")?;
     if act != "quick_gelu" {
-        return Err(model_error(
+        return Err(SageError::model(
             path,
             format!("text encoder activation {act:?}: only quick_gelu (Stable Diffusion 1.x) is supported"),
         ));
@@ -354,27 +358,37 @@ fn scheduler_spec(v: &Value, path: &Path) -> Result<SchedulerSpec> {
     let train = match c.str("beta_schedule", "linear")?.as_str() {
         "linear" => Schedule::linear(steps, start, end),
         "scaled_linear" => Schedule::scaled_linear(steps, start, end),
-        other => return Err(model_error(path, format!("beta schedule {other:?} is not supported"))),
+        other => {
+            return Err(SageError::model(
+                path,
+                format!("beta schedule {other:?} is not supported"),
+            ));
+        }
     }
-    .map_err(|e| model_error(path, e.to_string()))?;
+    .map_err(|e| SageError::model(path, e.to_string()))?;
     let prediction = match c.str("prediction_type", "epsilon")?.as_str() {
         "epsilon" => Prediction::Epsilon,
         "v_prediction" => Prediction::VPrediction,
         "sample" => Prediction::Sample,
-        other => return Err(model_error(path, format!("prediction type {other:?} is not supported"))),
+        other => {
+            return Err(SageError::model(
+                path,
+                format!("prediction type {other:?} is not supported"),
+            ));
+        }
     };
     if c.bool("clip_sample", false)? || c.bool("thresholding", false)? || c.bool("rescale_betas_zero_snr", false)? {
-        return Err(model_error(
+        return Err(SageError::model(
             path,
             "clip_sample, thresholding and rescale_betas_zero_snr are not supported",
         ));
     }
     if c.get("trained_betas").is_some() {
-        return Err(model_error(path, "trained_betas are not supported"));
+        return Err(SageError::model(path, "trained_betas are not supported"));
     }
     let spacing = c.str("timestep_spacing", "leading")?;
     if spacing != "leading" {
-        return Err(model_error(
+        return Err(SageError::model(
             path,
             format!("timestep spacing {spacing:?}: only \"leading\" is supported"),
         ));
@@ -451,13 +465,13 @@ impl StableDiffusionGenerator {
         let sched_path = sub("scheduler").join("scheduler_config.json");
         let scheduler = scheduler_spec(&read_json(&sched_path)?, &sched_path)?;
         if in_ch != vae_cfg.latent_channels || out_ch != in_ch {
-            return Err(model_error(
+            return Err(SageError::model(
                 dir,
                 "the UNet's channels do not match the VAE's latent channels",
             ));
         }
         if unet_cfg.cross_attention_dim != text_cfg.embed_dim {
-            return Err(model_error(
+            return Err(SageError::model(
                 dir,
                 "the UNet's cross-attention width differs from the text encoder's",
             ));
@@ -506,7 +520,6 @@ impl StableDiffusionGenerator {
             schedule: scheduler.train.clone(),
             scheduler,
             scaling_factor,
-            vae_down: down,
             latent,
             context_width: text_cfg.embed_dim,
             guidance: options.guidance,
@@ -554,7 +567,6 @@ impl StableDiffusionGenerator {
 
     /// The clean latent from starting noise `z` `[B, C·h·w]` (no gradient).
     pub fn sample_latent(&self, z: &Tensor, cond: &Tensor) -> candle_core::Result<Tensor> {
-        let (c, h, w) = self.latent;
         let den = UnetDenoiser {
             unet: &self.unet,
             context: (CONTEXT_LENGTH, self.context_width),
@@ -572,7 +584,7 @@ impl StableDiffusionGenerator {
                 ..DdimOptions::default()
             },
         );
-        let mut x = z.detach().reshape((z.dim(0)?, c, h, w))?;
+        let mut x = z.detach().reshape(self.latent_shape(z)?)?;
         let cond = cond.detach();
         for i in (0..self.schedule.len()).rev() {
             let to = if i == 0 { End::Clean } else { End::Index(i - 1) };
@@ -587,6 +599,11 @@ impl StableDiffusionGenerator {
         Ok(x)
     }
 
+    /// The `[B, C, h, w]` shape of flat starting latents `z` `[B, C·h·w]`.
+    fn latent_shape(&self, z: &Tensor) -> candle_core::Result<(usize, usize, usize, usize)> {
+        Ok((z.dim(0)?, self.latent.0, self.latent.1, self.latent.2))
+    }
+
     /// Images in [0, 1] from clean latents `[B, C, h, w]`.
     pub fn decode(&self, latents: &Tensor) -> candle_core::Result<Tensor> {
         let scaled = latents.affine(1.0 / self.scaling_factor, 0.0)?;
@@ -597,11 +614,6 @@ impl StableDiffusionGenerator {
             .map(|i| self.vae.decode(&scaled.narrow(0, i, 1)?))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Tensor::cat(&images, 0)?.affine(0.5, 0.5)?.clamp(0.0, 1.0)
-    }
-
-    /// Output image size (height, width).
-    pub fn image_size(&self) -> (usize, usize) {
-        (self.latent.1 * self.vae_down, self.latent.2 * self.vae_down)
     }
 }
 
@@ -632,12 +644,14 @@ impl Generator for StableDiffusionGenerator {
     }
 
     fn generate(&self, z: &Tensor, cond: &Tensor, path: GradientPath) -> candle_core::Result<Tensor> {
-        let clean = self.sample_latent(z, cond)?;
+        // Refused before sampling, so that a refused path costs no sampler steps.
         let clean = match path {
-            GradientPath::None => clean,
+            GradientPath::None => self.sample_latent(z, cond)?,
             // SAGE's residual path: equal to the clean latent, with the identity as its gradient
             // w.r.t. the starting noise.
-            GradientPath::Skip { exact_last: 0 } => (clean + (z - z.detach())?.reshape(self.latent_shape(z)?)?)?,
+            GradientPath::Skip { exact_last: 0 } => {
+                (self.sample_latent(z, cond)? + (z - z.detach())?.reshape(self.latent_shape(z)?)?)?
+            }
             GradientPath::Skip { .. } | GradientPath::Full => candle_core::bail!(
                 "Stable Diffusion: exact backpropagation through the UNet is not available (candle-transformers' \
                  fused softmax and layer-norm kernels have no backward); use SAGE's skip path with no exact \
@@ -645,11 +659,5 @@ impl Generator for StableDiffusionGenerator {
             ),
         };
         self.decode(&clean)
-    }
-}
-
-impl StableDiffusionGenerator {
-    fn latent_shape(&self, z: &Tensor) -> candle_core::Result<(usize, usize, usize, usize)> {
-        Ok((z.dim(0)?, self.latent.0, self.latent.1, self.latent.2))
     }
 }
