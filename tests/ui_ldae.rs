@@ -20,7 +20,8 @@ use latent_workbench::methods::ldae::demo_train::{
 use latent_workbench::methods::ldae::probe::{LinearProbe, ProbeKind, Standardiser};
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+#[path = "common/wait.rs"]
+mod wait;
 
 const N: usize = 16;
 const SPACING_MM: f32 = 12.0;
@@ -132,13 +133,7 @@ fn harness(tab: &str, with_model: bool) -> Harness<'static, WorkbenchApp> {
 
 /// Steps frames until `done` holds (jobs run on worker threads).
 fn wait(h: &mut Harness<'static, WorkbenchApp>, what: &str, done: impl Fn(&WorkbenchApp) -> bool) {
-    let t = Instant::now();
-    while !done(h.state()) {
-        assert!(t.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    h.run_steps(2);
+    wait::until(h, what, done);
 }
 
 fn open(h: &mut Harness<'static, WorkbenchApp>, paths: &[PathBuf]) -> Vec<u64> {

@@ -12,7 +12,8 @@ use latent_workbench::core::jobs::JobContext;
 use latent_workbench::methods::sage::report;
 use latent_workbench::methods::sage::search::Search;
 use latent_workbench::methods::sage::setup::SageSetup;
-use std::time::Duration;
+#[path = "common/wait.rs"]
+mod wait;
 
 struct Panel {
     state: AppState,
@@ -42,15 +43,7 @@ fn harness(settings: FailureSearchSettings) -> Harness<'static, Panel> {
 
 /// Steps until `done` holds (jobs run on worker threads).
 fn step_until(h: &mut Harness<'static, Panel>, what: &str, done: impl Fn(&Panel) -> bool) {
-    for _ in 0..6000 {
-        h.step();
-        if done(h.state()) {
-            h.run_steps(2);
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("timed out waiting for {what}");
+    wait::until(h, what, done);
 }
 
 fn idle(h: &mut Harness<'static, Panel>) {

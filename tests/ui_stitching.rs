@@ -7,7 +7,8 @@ use egui_kittest::kittest::Queryable;
 use latent_workbench::app::panels::stitching;
 use latent_workbench::app::{AppState, Command, Session};
 use std::path::Path;
-use std::time::Duration;
+#[path = "common/wait.rs"]
+mod wait;
 
 /// The panel alone, with the state the app would hand it.
 struct Panel {
@@ -30,15 +31,7 @@ fn harness(state: AppState) -> Harness<'static, Panel> {
 
 /// Steps until the panel's jobs are done.
 fn settle(h: &mut Harness<'static, Panel>) {
-    for _ in 0..1000 {
-        h.step();
-        if !h.state().session.stitching.busy() {
-            h.run_steps(2);
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("the stitching job did not finish");
+    wait::until(h, "the stitching job", |p| !p.session.stitching.busy());
 }
 
 /// Space A: `n` samples in 6-d, three classes along three directions; space B: the same samples

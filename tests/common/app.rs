@@ -2,6 +2,8 @@
 //! `#[path = "common/app.rs"] mod app;`.
 
 use egui_kittest::Harness;
+#[path = "wait.rs"]
+mod wait;
 use latent_workbench::app::{Launch, WorkbenchApp};
 
 pub fn harness(launch: Launch) -> Harness<'static, WorkbenchApp> {
@@ -13,14 +15,5 @@ pub fn harness(launch: Launch) -> Harness<'static, WorkbenchApp> {
 /// Steps until `idle` holds for the app (jobs finish on worker threads), then two more frames so
 /// the panels show the results.
 pub fn settle_until(h: &mut Harness<'static, WorkbenchApp>, idle: impl Fn(&WorkbenchApp) -> bool) {
-    for _ in 0..3000 {
-        h.step();
-        if idle(h.state()) {
-            h.step();
-            h.step();
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("jobs did not finish");
+    wait::until(h, "the app's jobs", idle);
 }
