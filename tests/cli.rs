@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 #[path = "common/model_folder.rs"]
 mod model_folder;
+#[path = "common/resnet_folder.rs"]
+mod resnet_folder;
 #[path = "common/wala.rs"]
 mod wala;
 #[path = "common/wildfusion.rs"]
@@ -522,4 +524,93 @@ fn wala_generate_samples_a_shape_from_points_and_records_it() {
     let bad = run(&["wala-generate", "--model", s(&bare), "-o", s(&out)]);
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("checkpoint.ckpt"), "{err}");
+}
+
+/// `sage` against a Stable Diffusion folder (the tiny random pipeline of the parity fixture) with
+/// torchvision ResNet folders (formula weights, see `tests/sage.rs`) as ensemble and judge: the
+/// generator is found by its layout, every classifier is aligned to the prompt classes by label,
+/// and the run folder records the folder and sampling settings.
+#[test]
+fn sage_searches_a_stable_diffusion_folder_with_resnet_classifiers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sage/tiny-sd");
+    let mut folders = Vec::new();
+    for (name, labels) in [
+        ("resnet-a", "cat\ndog\ncar\ntree\nboat"),
+        ("resnet-b", "boat\ntree\ndog\ncat\ncar"),
+        ("judge", "car\ncat, tabby\nboat\ndog\ntree"),
+    ] {
+        let dir = tmp.path().join(name);
+        resnet_folder::write(&dir, 18, labels);
+        folders.push(dir);
+    }
+    let out = tmp.path().join("run");
+    let v = json(&[
+        "sage",
+        "--generator",
+        s(&sd),
+        "--sd-classes",
+        "cat,dog",
+        "--prompt",
+        "a photo of a {}",
+        "--size",
+        "16",
+        "--guidance",
+        "1",
+        "--steps",
+        "2",
+        "--class",
+        "dog",
+        "--classifier",
+        s(&folders[0]),
+        "--classifier",
+        s(&folders[1]),
+        "--held-out",
+        s(&folders[2]),
+        "--mode",
+        "skip",
+        "--restarts",
+        "2",
+        "--budget",
+        "4",
+        "--screen",
+        "1",
+        "-o",
+        s(&out),
+        "--json",
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let g = &report["models"]["generator"];
+    assert_eq!(g["kind"], "stable_diffusion", "{g}");
+    assert_eq!(g["name"], "tiny-sd");
+    assert_eq!(g["image_size"], serde_json::json!([16, 16]));
+    assert_eq!(report["class_names"], serde_json::json!(["cat", "dog"]));
+    let members: Vec<&str> = report["models"]["ensemble"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, ["resnet-a", "resnet-b"]);
+    assert_eq!(report["models"]["held_out"]["name"], "judge");
+    assert_eq!(report["models"]["held_out"]["sha256"].as_str().unwrap().len(), 64);
+    // Every restart's image is written (the gallery only when the ensemble was fooled).
+    assert_eq!(report["candidates"].as_array().unwrap().len(), 2);
+    assert!(out.join("candidates/000.png").is_file() && out.join("candidates/001.png").is_file());
+    assert!(v["summary"].is_object(), "{v}");
+    // Without classes the folder cannot be searched, and says so.
+    let bad = run(&[
+        "sage",
+        "--generator",
+        s(&sd),
+        "--classifier",
+        s(&folders[0]),
+        "--held-out",
+        "none",
+        "-o",
+        s(&out),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--sd-classes"));
 }

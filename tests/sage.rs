@@ -10,6 +10,9 @@ use latent_workbench::methods::sage::prior::{LatentPrior, PriorConfig};
 use latent_workbench::methods::sage::renderer::CODE_DIM;
 use latent_workbench::methods::sage::search::{Mode, Objective, Search, SearchConfig, SearchState, Stopped};
 
+#[path = "common/resnet_folder.rs"]
+mod resnet_folder;
+
 const D_LATENT: usize = 64;
 /// The conditioned channel's head start in the toy's logits.
 const HEAD_START: f32 = 5.0;
@@ -79,6 +82,9 @@ struct ToyClassifier {
 impl ImageClassifier for ToyClassifier {
     fn name(&self) -> &str {
         &self.name
+    }
+    fn labels(&self) -> Vec<String> {
+        ["red", "green", "blue"].map(String::from).to_vec()
     }
     fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor> {
         images.mean((2, 3))? * self.gain
@@ -568,6 +574,9 @@ mod stable_diffusion {
         fn name(&self) -> &str {
             "channel-means"
         }
+        fn labels(&self) -> Vec<String> {
+            vec!["cat".into(), "dog".into()]
+        }
         fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor> {
             images.narrow(1, 0, 2)?.mean((2, 3))? * self.0
         }
@@ -648,5 +657,140 @@ mod stable_diffusion {
             .to_string();
         assert!(err.contains("guidance"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A user's torchvision ResNet as a classifier: the differentiable resize and the network against
+/// torch/torchvision (`tests/fixtures/make_sage_resnet.py`; weights by formula, see there), label
+/// alignment, and a whole search of the tiny Stable Diffusion pipeline judged by ResNets.
+mod resnet {
+    use super::resnet_folder;
+    use super::*;
+    use latent_workbench::core::ops::resize_bilinear_antialias;
+    use latent_workbench::methods::sage::classifier::aligned;
+    use latent_workbench::methods::sage::resnet::{LABELS_FILE, TorchvisionResNet};
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    fn fixtures() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sage")
+    }
+
+    fn reference() -> HashMap<String, Tensor> {
+        candle_core::safetensors::load(fixtures().join("resnet-reference.safetensors"), &Device::Cpu).unwrap()
+    }
+
+    fn rel(ours: &Tensor, reference: &Tensor) -> f32 {
+        let scale = reference
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .max(1e-6);
+        latent_workbench::core::ops::max_abs_diff(ours, reference).unwrap() / scale
+    }
+
+    /// ‖ours − reference‖ / ‖reference‖.
+    fn l2_rel(ours: &Tensor, reference: &Tensor) -> f32 {
+        let d = (ours - reference)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let r = reference.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        (d / r).sqrt()
+    }
+
+    /// `<f(x), g>`'s gradient w.r.t. `x`.
+    fn input_gradient(f: impl Fn(&Tensor) -> Tensor, x: &Tensor, g: &Tensor) -> (Tensor, Tensor) {
+        let v = Var::from_tensor(x).unwrap();
+        let y = f(v.as_tensor());
+        let grads = (&y * g).unwrap().sum_all().unwrap().backward().unwrap();
+        (y.detach(), grads.get(v.as_tensor()).unwrap().clone())
+    }
+
+    #[test]
+    fn the_resize_matches_torch_antialiased_bilinear_with_its_gradient() {
+        let r = reference();
+        for tag in ["up", "mixed", "down"] {
+            let x = &r[&format!("resize_{tag}_in")];
+            let want = &r[&format!("resize_{tag}_out")];
+            let (_, _, h, w) = want.dims4().unwrap();
+            let (y, grad) = input_gradient(
+                |x| resize_bilinear_antialias(x, h, w).unwrap(),
+                x,
+                &r[&format!("resize_{tag}_g")],
+            );
+            assert!(rel(&y, want) < 1e-5, "{tag}: forward {}", rel(&y, want));
+            let want_grad = &r[&format!("resize_{tag}_grad")];
+            assert!(
+                rel(&grad, want_grad) < 1e-5,
+                "{tag}: gradient {}",
+                rel(&grad, want_grad)
+            );
+        }
+    }
+
+    #[test]
+    fn resnet_18_and_50_match_torchvision_with_input_gradients() {
+        let r = reference();
+        let labels = ["a", "b", "c", "d", "e"];
+        for depth in [18, 50] {
+            let dir = std::env::temp_dir().join(format!("lw-resnet{depth}-{}", std::process::id()));
+            resnet_folder::write(&dir, depth, &labels.join("\n"));
+            let net = TorchvisionResNet::load(&dir, &Device::Cpu).unwrap();
+            assert_eq!(net.depth(), depth);
+            assert_eq!(net.labels(), labels);
+            let key = |k: &str| r[&format!("resnet{depth}_{k}")].clone();
+            let (logits, grad) = input_gradient(|x| net.logits(x).unwrap(), &key("images"), &key("g"));
+            assert!(
+                rel(&logits, &key("logits")) < 1e-4,
+                "resnet{depth}: logits {}",
+                rel(&logits, &key("logits"))
+            );
+            // The reference gradient is torch's in float64; a ReLU network's input gradient is
+            // only as good in float32 as torch's own float32 one (units near zero flip).
+            let torch32 = key("grad32_err").to_vec1::<f32>().unwrap()[0];
+            let ours = l2_rel(&grad, &key("grad"));
+            assert!(
+                ours <= 2.0 * torch32 && ours < 2e-2,
+                "resnet{depth}: input gradient off by {ours} (L2, relative); torch's float32 one by {torch32}"
+            );
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn classifiers_are_aligned_to_the_generator_classes_by_label() {
+        let dir = std::env::temp_dir().join(format!("lw-resnet-labels-{}", std::process::id()));
+        resnet_folder::write(&dir, 18, "tabby, tabby cat\ndog\ncar\ntree\nboat");
+        let images = reference()["resnet18_images"].clone();
+        let net = || Box::new(TorchvisionResNet::load(&dir, &Device::Cpu).unwrap()) as Box<dyn ImageClassifier>;
+        let full = net().logits(&images).unwrap().to_vec2::<f32>().unwrap();
+        let classes = vec!["Dog".to_string(), "tabby cat".to_string()];
+        let two = aligned(net(), &classes).unwrap();
+        assert_eq!(two.labels(), classes);
+        let got = two.logits(&images).unwrap().to_vec2::<f32>().unwrap();
+        for (g, f) in got.iter().zip(&full) {
+            assert_eq!(g, &vec![f[1], f[0]]);
+        }
+        let err = aligned(net(), &["tabby".to_string(), "horse".to_string()])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("no label for the class \"horse\""), "{err}");
+        // A labels file that does not match the network's outputs is refused by name.
+        std::fs::write(dir.join(LABELS_FILE), "cat\ndog\n").unwrap();
+        let err = TorchvisionResNet::load(&dir, &Device::Cpu).err().unwrap().to_string();
+        assert!(
+            err.contains("labels.txt") && err.contains("2 class names") && err.contains("5 outputs"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

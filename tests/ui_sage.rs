@@ -12,6 +12,8 @@ use latent_workbench::core::jobs::JobContext;
 use latent_workbench::methods::sage::report;
 use latent_workbench::methods::sage::search::Search;
 use latent_workbench::methods::sage::setup::SageSetup;
+#[path = "common/resnet_folder.rs"]
+mod resnet_folder;
 #[path = "common/wait.rs"]
 mod wait;
 
@@ -205,7 +207,7 @@ fn cancel_pauses_and_resume_finishes_the_same_run() {
     // The same search, uninterrupted, through the library.
     let spec = settings.spec(&h.state().session).unwrap();
     let setup = SageSetup::load(spec, &candle_core::Device::Cpu).unwrap();
-    let search = Search::new(&setup.generator, &setup.ensemble, settings.config()).unwrap();
+    let search = Search::new(setup.generator.as_ref(), &setup.ensemble, settings.config()).unwrap();
     let Ok(full) = search.run(search.initial_state().unwrap(), &JobContext::detached(), &mut |_, _| {}) else {
         panic!("the search failed");
     };
@@ -223,4 +225,75 @@ fn a_missing_model_is_named_and_nothing_runs() {
     h.get_by_label("no-such-generator is not a registered sage model");
     assert!(!h.state().session.failure_search.busy());
     h.get_by_label("Search");
+}
+
+/// A Stable Diffusion folder (the tiny random pipeline of the parity fixture) as the generator and
+/// torchvision ResNet folders (formula weights) as ensemble and judge, chosen in the panel: the
+/// classes come from the typed list, the folder fields show, and a search runs to the end.
+#[test]
+fn a_stable_diffusion_folder_is_searched_with_resnet_folders() {
+    use latent_workbench::app::panels::failure_search::{SD_GENERATOR, SdSettings};
+    use latent_workbench::methods::sage::search::ModeKind;
+    let tmp = tempfile::tempdir().unwrap();
+    let member = tmp.path().join("resnet-member");
+    let judge = tmp.path().join("resnet-judge");
+    resnet_folder::write(&member, 18, "dog\ncat\nboat\ncar\ntree");
+    resnet_folder::write(&judge, 18, "tree\ncat\ndog\ncar\nboat");
+    let sd = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sage/tiny-sd");
+    let settings = FailureSearchSettings {
+        generator: SD_GENERATOR.into(),
+        sd: SdSettings {
+            folder: sd.display().to_string(),
+            classes: "cat, dog".into(),
+            guidance: 1.0,
+            size: 16,
+            ..SdSettings::default()
+        },
+        classifiers: vec![],
+        classifier_folders: vec![member.display().to_string()],
+        held_out: judge.display().to_string(),
+        class: 1,
+        mode: ModeKind::Random,
+        restarts: 2,
+        budget: 3,
+        steps: 2,
+        show_all: true,
+        ..FailureSearchSettings::default()
+    };
+    let mut h = harness(settings);
+    idle(&mut h);
+    assert_eq!(h.state().session.failure_search.error, None);
+    h.get_by_label("Folder");
+    h.get_by_label("Prompt");
+    h.get_by_label("resnet-member (folder)");
+    assert_eq!(
+        h.state().session.failure_search.class_names(),
+        Some(vec!["cat".into(), "dog".into()])
+    );
+    h.get_by_label("Search").click();
+    h.step();
+    idle(&mut h);
+    let rt = &h.state().session.failure_search;
+    assert_eq!(rt.error, None);
+    let result = rt.result().expect("the search finished");
+    assert_eq!(result.candidates.len(), 2);
+    assert_eq!(result.image_shape, [3, 16, 16]);
+
+    // A folder that is not a classifier is refused by name, and the ensemble stays as it was.
+    let rt = h.state_mut();
+    let (state, session) = (&mut rt.state, &mut rt.session);
+    session
+        .failure_search
+        .add_classifier_folder(&mut state.failure_search, tmp.path().display().to_string());
+    assert!(
+        session
+            .failure_search
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("not a classifier folder"),
+        "{:?}",
+        session.failure_search.error
+    );
+    assert_eq!(state.failure_search.classifier_folders.len(), 1);
 }

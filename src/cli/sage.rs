@@ -5,11 +5,11 @@
 
 use super::{print_json, progress};
 use crate::core::jobs::JobError;
-use crate::methods::sage::generator::Generator;
 use crate::methods::sage::naturalness::Naturalness;
 use crate::methods::sage::report::{self, RunInfo};
 use crate::methods::sage::search::{ModeKind, Objective, Search, SearchConfig, SearchResult, SearchState, Stopped};
-use crate::methods::sage::setup::{CLASSIFIER_FAMILY, GENERATOR_FAMILY, ModelRef, SageSetup, SetupSpec};
+use crate::methods::sage::setup::{GeneratorSpec, ModelRef, SageSetup, SetupSpec};
+use crate::methods::sage::stable_diffusion::SdOptions;
 use anyhow::{Context, bail};
 use candle_core::Device;
 use serde_json::json;
@@ -36,10 +36,26 @@ impl clap::ValueEnum for ModeKind {
 
 #[derive(clap::Args, Debug)]
 pub struct SageArgs {
-    /// The generator: a model folder or a registered `sage` generator's name.
+    /// The generator: a registered `sage` generator's name, its folder, or a Stable Diffusion
+    /// folder (diffusers layout: unet/, vae/, text_encoder/, tokenizer/, scheduler/), which also
+    /// needs --sd-classes.
     #[arg(long, default_value = "sage-sprites-generator")]
     pub generator: String,
-    /// Classifiers of the ensemble (folders or registered names), repeatable.
+    /// Stable Diffusion: the classes (conditions) to search, comma-separated; each becomes a
+    /// prompt through --prompt.
+    #[arg(long, value_delimiter = ',')]
+    pub sd_classes: Vec<String>,
+    /// Stable Diffusion: the prompt of a class, `{}` standing for its name.
+    #[arg(long, default_value = "a photo of a {}")]
+    pub prompt: String,
+    /// Stable Diffusion: classifier-free guidance scale (≤ 1: none).
+    #[arg(long, default_value_t = 7.5)]
+    pub guidance: f64,
+    /// Stable Diffusion: image size in pixels (square; default the UNet's own).
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Classifiers of the ensemble, repeatable: registered sprite classifiers' names or folders,
+    /// or torchvision ResNet folders (a `.pth`/`.safetensors` state dict and `labels.txt`).
     #[arg(long = "classifier", default_values_t = ["relreps-sprites-a".to_string(), "relreps-sprites-b".to_string()])]
     pub classifiers: Vec<String>,
     /// The held-out judge: never used for gradients, only to confirm ("none" for no judge).
@@ -111,17 +127,28 @@ pub struct SageArgs {
 
 /// The generator, ensemble and judge the options name.
 fn load_setup(args: &SageArgs) -> anyhow::Result<SageSetup> {
-    let find = |spec: &str, family: &str| ModelRef::find(spec, family).with_context(|| format!("model {spec}"));
+    let find = |spec: &str| ModelRef::find_classifier(spec).with_context(|| format!("classifier {spec}"));
+    let sd = SdOptions {
+        height: args.size,
+        width: args.size,
+        guidance: args.guidance,
+        prompt_template: args.prompt.clone(),
+        classes: args.sd_classes.clone(),
+        ..SdOptions::default()
+    };
+    let generator =
+        GeneratorSpec::find(&args.generator, &sd).with_context(|| format!("generator {}", args.generator))?;
+    if matches!(generator, GeneratorSpec::StableDiffusion { .. }) && args.sd_classes.is_empty() {
+        bail!("a Stable Diffusion generator needs --sd-classes (the classes to search, e.g. --sd-classes cat,dog)");
+    }
     let spec = SetupSpec {
-        generator: find(&args.generator, GENERATOR_FAMILY)?,
+        generator,
         classifiers: args
             .classifiers
             .iter()
-            .map(|c| find(c, CLASSIFIER_FAMILY))
+            .map(|c| find(c))
             .collect::<anyhow::Result<_>>()?,
-        held_out: (args.held_out != "none")
-            .then(|| find(&args.held_out, CLASSIFIER_FAMILY))
-            .transpose()?,
+        held_out: (args.held_out != "none").then(|| find(&args.held_out)).transpose()?,
         steps: args.steps,
     };
     if spec.classifiers.is_empty() {
@@ -187,7 +214,7 @@ fn run_search(
     let saved: Arc<Mutex<Option<SearchState>>> = Arc::default();
     let slot = saved.clone();
     let result = progress::run("sage", move |ctx| {
-        let search = Search::new(&setup.generator, &setup.ensemble, config)?;
+        let search = Search::new(setup.generator.as_ref(), &setup.ensemble, config)?;
         let state = match resume {
             Some(s) => s,
             None => search.initial_state()?,

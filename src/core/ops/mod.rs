@@ -1,6 +1,6 @@
 //! Neural-network ops candle lacks, on candle tensors (any device; f32 is the reference
 //! precision): 3D convolution and its transpose, zero padding, group norm for any rank, 3D
-//! nearest/trilinear resampling, attention (functional, `nn.MultiheadAttention`, q/k/v-linear
+//! nearest/trilinear resampling, antialiased bilinear 2D resizing, attention (functional, `nn.MultiheadAttention`, q/k/v-linear
 //! attention), the Fourier point embedding of 3DShape2VecSet/Motion2VecSets, and the blocks of
 //! MONAI-generative's `AutoencoderKL`.
 //!
@@ -15,6 +15,7 @@ pub mod conv3d;
 mod conv3d_cpu;
 pub mod fourier;
 pub mod norm;
+pub mod resize;
 pub mod upsample3d;
 
 pub use attention::{MultiHeadAttention, QkvAttention, QkvAttentionConfig, scaled_dot_product_attention};
@@ -25,6 +26,7 @@ pub use conv3d::{
 };
 pub use fourier::{PointEmbed, fourier_embed};
 pub use norm::{GroupNorm, group_norm, layer_norm, plain_layer_norm};
+pub use resize::resize_bilinear_antialias;
 pub use upsample3d::{upsample_nearest3d, upsample_trilinear3d};
 
 /// The largest absolute elementwise difference of two tensors of one shape (read as `f32`):

@@ -16,7 +16,10 @@ use std::path::Path;
 pub trait ImageClassifier: Send + Sync {
     /// The model's name (its manifest's name), shown next to its scores.
     fn name(&self) -> &str;
-    /// Class logits `[N, K]` of images `[N, 3, 64, 64]` in [0, 1].
+    /// The names of its `K` outputs, in order.
+    fn labels(&self) -> Vec<String>;
+    /// Class logits `[N, K]` of images `[N, 3, H, W]` in [0, 1] (the sprite classifiers take
+    /// 64×64; a torchvision ResNet resizes whatever it gets).
     fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor>;
 }
 
@@ -26,6 +29,12 @@ pub struct SpriteAeClassifier(pub SpriteModel);
 impl ImageClassifier for SpriteAeClassifier {
     fn name(&self) -> &str {
         self.0.name()
+    }
+    fn labels(&self) -> Vec<String> {
+        crate::methods::relreps::sprite_ae::class_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
     }
     fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor> {
         self.0.model.classify(&self.0.model.encode(images)?)
@@ -70,13 +79,83 @@ pub(crate) fn config_usize(entry: &Entry, key: &str) -> Result<usize> {
         })
 }
 
-/// Loads a classifier folder: a relative-representation sprite model (encoder + shape head).
+/// Loads a classifier folder: a torchvision ResNet folder ([`super::resnet`]: weights and
+/// `labels.txt`) or a relative-representation sprite model (encoder + shape head).
 pub fn load_classifier(dir: &Path, device: &Device) -> Result<Box<dyn ImageClassifier>> {
+    if super::resnet::is_resnet_folder(dir) {
+        return Ok(Box::new(super::resnet::TorchvisionResNet::load(dir, device)?));
+    }
     let model = SpriteModel::load(dir, device).map_err(|e| SageError::Model {
         path: dir.join(MANIFEST_FILE),
         problem: e.to_string(),
     })?;
     Ok(Box::new(SpriteAeClassifier(model)))
+}
+
+/// Whether a classifier label names `class`: equal ignoring case, or one of its comma-separated
+/// synonyms is (ImageNet's "tabby, tabby cat" names "tabby cat").
+fn label_names(label: &str, class: &str) -> bool {
+    let class = class.trim();
+    label.eq_ignore_ascii_case(class) || label.split(',').any(|s| s.trim().eq_ignore_ascii_case(class))
+}
+
+/// A classifier's logits of the generator's classes only, in the generator's order: what the
+/// search's class indices need when a classifier knows more classes (ImageNet's 1000) or orders
+/// them otherwise. Probabilities are then over those classes.
+struct LabelSubset {
+    inner: Box<dyn ImageClassifier>,
+    classes: Vec<String>,
+    indices: Tensor,
+}
+
+impl ImageClassifier for LabelSubset {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn labels(&self) -> Vec<String> {
+        self.classes.clone()
+    }
+    fn logits(&self, images: &Tensor) -> candle_core::Result<Tensor> {
+        let logits = self.inner.logits(images)?;
+        logits.index_select(&self.indices.to_device(logits.device())?, 1)
+    }
+}
+
+/// `classifier` answering for exactly `classes` (the generator's, in its order): itself when its
+/// labels are those, else its outputs of those classes; a class it has no label for is refused
+/// by name.
+pub fn aligned(classifier: Box<dyn ImageClassifier>, classes: &[String]) -> Result<Box<dyn ImageClassifier>> {
+    let labels = classifier.labels();
+    if labels.len() == classes.len() && labels.iter().zip(classes).all(|(l, c)| label_names(l, c)) {
+        return Ok(classifier);
+    }
+    let indices = classes
+        .iter()
+        .map(|c| {
+            labels
+                .iter()
+                .position(|l| label_names(l, c))
+                .map(|i| i as u32)
+                .ok_or_else(|| {
+                    SageError::Invalid(format!(
+                        "classifier {} has no label for the class {c:?} (it knows {} labels{})",
+                        classifier.name(),
+                        labels.len(),
+                        if labels.len() <= 12 {
+                            format!(": {}", labels.join("; "))
+                        } else {
+                            String::new()
+                        }
+                    ))
+                })
+        })
+        .collect::<Result<Vec<u32>>>()?;
+    let n = indices.len();
+    Ok(Box::new(LabelSubset {
+        inner: classifier,
+        classes: classes.to_vec(),
+        indices: Tensor::from_vec(indices, n, &Device::Cpu).map_err(SageError::compute("label indices"))?,
+    }))
 }
 
 /// The classifiers whose gradients drive the search, with weights, and one held-out judge that

@@ -43,6 +43,11 @@ pub trait Generator: Send + Sync {
     fn generate(&self, z: &Tensor, cond: &Tensor, path: GradientPath) -> candle_core::Result<Tensor>;
     /// Sampler steps per generation.
     fn steps(&self) -> usize;
+    /// What a report records of it: its name and sampler steps, and whatever else pins it down
+    /// (a checksum, a folder, sampling settings).
+    fn provenance(&self) -> serde_json::Value {
+        serde_json::json!({"name": self.name(), "sampler_steps": self.steps()})
+    }
     /// What the generator really drew from `z` under `cond`, as per-class shares `[B, classes]`,
     /// when it can tell (a procedural decoder knows its own factors; a learned one cannot): the
     /// ground truth that separates generator failures from classifier errors. None by default.
@@ -192,6 +197,9 @@ impl Generator for SpriteGenerator {
     }
     fn steps(&self) -> usize {
         self.schedule.len()
+    }
+    fn provenance(&self) -> serde_json::Value {
+        serde_json::json!({"name": self.name, "sha256": self.sha256, "sampler_steps": self.steps()})
     }
 
     fn generate(&self, z: &Tensor, cond: &Tensor, path: GradientPath) -> candle_core::Result<Tensor> {

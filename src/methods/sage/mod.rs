@@ -11,7 +11,8 @@
 //! - [`stable_diffusion`]: the paper's own target, a user's Stable Diffusion folder (diffusers
 //!   layout) through candle-transformers' networks, our DDIM and guidance, with the CLIP BPE
 //!   [`clip_tokenizer`]; held to diffusers on a tiny random pipeline.
-//! - [`classifier`]: the ensemble used as a surrogate loss and the held-out judge.
+//! - [`classifier`]: the ensemble used as a surrogate loss and the held-out judge; [`resnet`]: a
+//!   user's torchvision ResNet as one of them (for photographs).
 //! - [`naturalness`]: the typical-set penalty and projection, the KS normality test (NGR).
 //! - [`search`]: the three failure objectives, four modes, restarts, resumable state, scoring
 //!   and the SSR/NGR summary.
@@ -29,6 +30,7 @@ pub mod prior;
 pub mod quality;
 pub mod renderer;
 pub mod report;
+pub mod resnet;
 pub mod search;
 pub mod setup;
 pub mod stable_diffusion;

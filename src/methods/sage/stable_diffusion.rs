@@ -75,6 +75,7 @@ struct SchedulerSpec {
 
 pub struct StableDiffusionGenerator {
     name: String,
+    folder: PathBuf,
     unet: UNet2DConditionModel,
     vae: AutoEncoderKL,
     text: ClipTextTransformer,
@@ -84,6 +85,8 @@ pub struct StableDiffusionGenerator {
     scaling_factor: f64,
     /// Latent channels, height, width.
     latent: (usize, usize, usize),
+    /// Pixels per latent cell (the VAE's downsampling).
+    vae_factor: usize,
     /// The text encoder's width.
     context_width: usize,
     guidance: f64,
@@ -91,6 +94,11 @@ pub struct StableDiffusionGenerator {
     class_names: Vec<String>,
     /// The empty prompt's embedding, the unconditional branch of guidance `[1, 77·E]`.
     null: Tensor,
+}
+
+/// Whether `dir` is laid out as a diffusers Stable Diffusion folder (UNet and VAE configs).
+pub fn is_stable_diffusion_folder(dir: &Path) -> bool {
+    dir.join("unet").join("config.json").is_file() && dir.join("vae").join("config.json").is_file()
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -513,6 +521,7 @@ impl StableDiffusionGenerator {
             .unwrap_or_else(|| "stable-diffusion".into());
         let mut generator = Self {
             name,
+            folder: dir.to_path_buf(),
             unet,
             vae,
             text,
@@ -521,6 +530,7 @@ impl StableDiffusionGenerator {
             scheduler,
             scaling_factor,
             latent,
+            vae_factor: down,
             context_width: text_cfg.embed_dim,
             guidance: options.guidance,
             prompt_template: options.prompt_template.clone(),
@@ -641,6 +651,19 @@ impl Generator for StableDiffusionGenerator {
     }
     fn steps(&self) -> usize {
         self.schedule.len()
+    }
+    /// The folder and the sampling settings. The weights are not hashed: a Stable Diffusion
+    /// folder holds gigabytes, and the report names the folder instead.
+    fn provenance(&self) -> Value {
+        serde_json::json!({
+            "name": self.name,
+            "kind": "stable_diffusion",
+            "folder": self.folder.display().to_string(),
+            "sampler_steps": self.steps(),
+            "guidance": self.guidance,
+            "prompt_template": self.prompt_template,
+            "image_size": [self.latent.1 * self.vae_factor, self.latent.2 * self.vae_factor],
+        })
     }
 
     fn generate(&self, z: &Tensor, cond: &Tensor, path: GradientPath) -> candle_core::Result<Tensor> {

@@ -5,7 +5,6 @@
 
 use crate::core::jobs::{JobContext, JobError};
 use crate::methods::sage::gallery::planar_to_rgb8;
-use crate::methods::sage::generator::Generator;
 use crate::methods::sage::report::{self, RunInfo};
 use crate::methods::sage::search::{IterationRecord, Search, SearchConfig, SearchResult, SearchState, Stopped};
 use crate::methods::sage::setup::{SageSetup, SetupSpec};
@@ -64,10 +63,10 @@ fn failed(e: impl std::fmt::Display) -> JobError {
 
 /// Loads the models (unless `cached` holds the same ones) and measures their base rates.
 pub fn load(spec: SetupSpec, cached: Option<Arc<Loaded>>, ctx: &JobContext) -> Result<Arc<Loaded>, JobError> {
-    if let Some(c) = cached.filter(|c| c.setup.spec == spec) {
+    if let Some(c) = cached.filter(|c| c.setup.requested == spec) {
         return Ok(c);
     }
-    ctx.set(0.0, format!("loading {}", spec.generator.name));
+    ctx.set(0.0, format!("loading {}", spec.generator.name()));
     let setup = SageSetup::load(spec, &crate::core::device::device().device).map_err(failed)?;
     ctx.check()?;
     ctx.set(0.02, "measuring base rates on random draws");
@@ -87,7 +86,7 @@ pub fn run(
     let loaded = load(spec, cached, ctx)?;
     ctx.check()?;
     let setup = &loaded.setup;
-    let search = Search::new(&setup.generator, &setup.ensemble, config).map_err(failed)?;
+    let search = Search::new(setup.generator.as_ref(), &setup.ensemble, config).map_err(failed)?;
     let state = match resume {
         Some(s) => s,
         None => search.initial_state().map_err(failed)?,

@@ -14,8 +14,10 @@ use crate::app::{AppState, Command, Session};
 use crate::core::jobs::{self, JobError, JobHandle};
 use crate::methods::sage::naturalness::Naturalness;
 use crate::methods::sage::report;
+use crate::methods::sage::resnet::is_resnet_folder;
 use crate::methods::sage::search::{Mode, ModeKind, Objective, SearchConfig, SearchState};
-use crate::methods::sage::setup::{CLASSIFIER_FAMILY, GENERATOR_FAMILY, ModelRef, SetupSpec};
+use crate::methods::sage::setup::{CLASSIFIER_FAMILY, GENERATOR_FAMILY, GeneratorSpec, ModelRef, SetupSpec};
+use crate::methods::sage::stable_diffusion::{SdOptions, is_stable_diffusion_folder};
 use compute::{Finished, LiveView, Loaded, Outcome, Output};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -48,14 +50,89 @@ impl ObjectiveChoice {
     }
 }
 
+/// The generator choice that stands for the Stable Diffusion folder in the settings.
+pub const SD_GENERATOR: &str = "Stable Diffusion folder";
+
+/// A user's Stable Diffusion folder and how to sample it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SdSettings {
+    pub folder: String,
+    /// The classes to search, comma-separated.
+    pub classes: String,
+    /// The prompt of a class, `{}` standing for its name.
+    pub prompt: String,
+    pub guidance: f64,
+    /// Square image size in pixels; 0: the UNet's own.
+    pub size: usize,
+}
+
+impl Default for SdSettings {
+    fn default() -> Self {
+        let d = SdOptions::default();
+        Self {
+            folder: String::new(),
+            classes: String::new(),
+            prompt: d.prompt_template,
+            guidance: d.guidance,
+            size: 0,
+        }
+    }
+}
+
+impl SdSettings {
+    fn classes(&self) -> Vec<String> {
+        self.classes
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The generator these settings name, or what is missing.
+    fn spec(&self) -> Result<GeneratorSpec, String> {
+        let folder = self.folder.trim();
+        if folder.is_empty() {
+            return Err("Choose a Stable Diffusion folder (diffusers layout).".into());
+        }
+        let dir = PathBuf::from(folder);
+        if !is_stable_diffusion_folder(&dir) {
+            return Err(format!(
+                "{folder} is not a Stable Diffusion folder (diffusers layout: unet/, vae/, text_encoder/, tokenizer/, scheduler/)."
+            ));
+        }
+        let classes = self.classes();
+        if classes.is_empty() {
+            return Err("List the classes to search, comma-separated (for example: cat, dog).".into());
+        }
+        let size = (self.size > 0).then_some(self.size);
+        Ok(GeneratorSpec::StableDiffusion {
+            dir,
+            options: SdOptions {
+                height: size,
+                width: size,
+                guidance: self.guidance,
+                prompt_template: self.prompt.clone(),
+                classes,
+                ..SdOptions::default()
+            },
+        })
+    }
+}
+
 /// What the panel remembers across restarts.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct FailureSearchSettings {
+    /// A registered generator's name, or [`SD_GENERATOR`].
     pub generator: String,
+    pub sd: SdSettings,
     /// The ensemble (registered classifier names).
     pub classifiers: Vec<String>,
-    /// The held-out judge; empty for none.
+    /// Classifier folders (torchvision ResNets) in the ensemble besides the registered ones.
+    pub classifier_folders: Vec<String>,
+    /// The held-out judge (a registered name or a classifier folder); empty for none.
     pub held_out: String,
     /// Index of the class whose failures are sought.
     pub class: usize,
@@ -87,7 +164,9 @@ impl Default for FailureSearchSettings {
     fn default() -> Self {
         Self {
             generator: "sage-sprites-generator".into(),
+            sd: SdSettings::default(),
             classifiers: vec!["relreps-sprites-a".into(), "relreps-sprites-b".into()],
+            classifier_folders: Vec::new(),
             held_out: "relreps-sprites-wide".into(),
             class: 2,
             objective: ObjectiveChoice::Unrelated,
@@ -167,18 +246,37 @@ impl FailureSearchSettings {
                 .map(ModelRef::from_entry)
                 .ok_or_else(|| format!("{name} is not a registered {family} model"))
         };
-        if self.classifiers.is_empty() {
+        // A classifier folder stands for itself; anything else must be registered.
+        let classifier = |spec: &str| {
+            let dir = std::path::Path::new(spec);
+            if self.classifier_folders.iter().any(|f| f == spec) || is_resnet_folder(dir) {
+                if !is_resnet_folder(dir) {
+                    return Err(format!(
+                        "{spec} is not a classifier folder (a ResNet state dict and labels.txt)"
+                    ));
+                }
+                return Ok(ModelRef::classifier_folder(dir));
+            }
+            find(spec, CLASSIFIER_FAMILY)
+        };
+        if self.classifiers.is_empty() && self.classifier_folders.is_empty() {
             return Err("Tick at least one classifier for the ensemble.".into());
         }
+        let generator = if self.generator == SD_GENERATOR {
+            self.sd.spec()?
+        } else {
+            GeneratorSpec::Model(find(&self.generator, GENERATOR_FAMILY)?)
+        };
         Ok(SetupSpec {
-            generator: find(&self.generator, GENERATOR_FAMILY)?,
+            generator,
             classifiers: self
                 .classifiers
                 .iter()
-                .map(|c| find(c, CLASSIFIER_FAMILY))
+                .chain(&self.classifier_folders)
+                .map(|c| classifier(c))
                 .collect::<Result<_, _>>()?,
             held_out: (!self.held_out.is_empty())
-                .then(|| find(&self.held_out, CLASSIFIER_FAMILY))
+                .then(|| classifier(&self.held_out))
                 .transpose()?,
             steps: self.steps.max(1),
         })
@@ -187,6 +285,10 @@ impl FailureSearchSettings {
 
 /// What a file job brought back.
 enum FileDone {
+    /// A Stable Diffusion folder chosen in the dialog.
+    SdFolder(PathBuf),
+    /// A classifier folder chosen in the dialog.
+    ClassifierFolder(PathBuf),
     Saved(PathBuf),
     Opened(Box<OpenedRun>),
     Nothing,
@@ -220,6 +322,8 @@ pub struct FailureSearchRuntime {
     opened: bool,
     /// Start a search with the current settings as soon as the models are in (`gui --run-demo`).
     pub run_on_open: bool,
+    /// The classifier folder typed but not yet added.
+    pub new_folder: String,
 }
 
 impl FailureSearchRuntime {
@@ -236,7 +340,6 @@ impl FailureSearchRuntime {
         self.paused.as_ref()
     }
     pub fn class_names(&self) -> Option<Vec<String>> {
-        use crate::methods::sage::generator::Generator;
         self.loaded.as_ref().map(|l| l.setup.generator.class_names())
     }
     /// Every iteration record the live view holds.
@@ -375,7 +478,33 @@ impl FailureSearchRuntime {
                 self.paused = paused;
                 self.run_dir = Some(dir);
             }
+            Some(FileDone::SdFolder(dir)) => settings.sd.folder = dir.display().to_string(),
+            Some(FileDone::ClassifierFolder(dir)) => self.add_classifier_folder(settings, dir.display().to_string()),
             Some(FileDone::Nothing) | None => {}
+        }
+    }
+
+    /// Asks for a folder in a dialog (on a job's thread); `classifier` says what it is for.
+    fn pick(&mut self, classifier: bool, waker: Option<jobs::Waker>) {
+        self.file_job = Some(jobs::spawn("Choose a folder", waker, move |_| {
+            Ok(match classifier {
+                true => pick_folder("Choose a classifier folder (ResNet state dict and labels.txt)")
+                    .map_or(FileDone::Nothing, FileDone::ClassifierFolder),
+                false => pick_folder("Choose a Stable Diffusion folder").map_or(FileDone::Nothing, FileDone::SdFolder),
+            })
+        }));
+    }
+
+    /// Adds a classifier folder to the ensemble, or says why it cannot be one.
+    pub fn add_classifier_folder(&mut self, settings: &mut FailureSearchSettings, folder: String) {
+        let folder = folder.trim().to_string();
+        if !is_resnet_folder(std::path::Path::new(&folder)) {
+            self.error = Some(format!(
+                "{folder} is not a classifier folder (a ResNet state dict and labels.txt)"
+            ));
+        } else if !settings.classifier_folders.contains(&folder) {
+            settings.classifier_folders.push(folder);
+            self.new_folder.clear();
         }
     }
 }
@@ -549,6 +678,94 @@ fn choice<T: PartialEq + Clone>(
         .labelled_by(l.id);
 }
 
+/// A folder's last component, as the lists show it.
+fn folder_label(folder: &str) -> String {
+    std::path::Path::new(folder)
+        .file_name()
+        .map_or_else(|| folder.to_string(), |n| format!("{} (folder)", n.to_string_lossy()))
+}
+
+/// The Stable Diffusion folder and its sampling settings (grid rows).
+fn sd_controls(ui: &mut egui::Ui, sd: &mut SdSettings, rt: &mut FailureSearchRuntime, waker: Option<jobs::Waker>) {
+    let l = ui.label("Folder").on_hover_text(
+        "A diffusers Stable Diffusion folder on this machine: unet/, vae/, text_encoder/, tokenizer/, scheduler/",
+    );
+    ui.horizontal(|ui| {
+        ui.add(egui::TextEdit::singleline(&mut sd.folder).desired_width(170.0))
+            .labelled_by(l.id);
+        if ui
+            .add_enabled(rt.file_job.is_none(), egui::Button::new("Browse…"))
+            .clicked()
+        {
+            rt.pick(false, waker);
+        }
+    });
+    ui.end_row();
+    let l = ui
+        .label("Classes")
+        .on_hover_text("The classes to search, comma-separated; each becomes a prompt");
+    ui.add(egui::TextEdit::singleline(&mut sd.classes).hint_text("cat, dog"))
+        .labelled_by(l.id);
+    ui.end_row();
+    let l = ui.label("Prompt").on_hover_text("{} stands for the class name");
+    ui.add(egui::TextEdit::singleline(&mut sd.prompt)).labelled_by(l.id);
+    ui.end_row();
+    let l = ui
+        .label("Guidance")
+        .on_hover_text("Classifier-free guidance scale; 1 or less: none");
+    ui.add(egui::DragValue::new(&mut sd.guidance).range(0.0..=30.0).speed(0.1))
+        .labelled_by(l.id);
+    ui.end_row();
+    let l = ui
+        .label("Image size")
+        .on_hover_text("Square, in pixels; 0: the model's own");
+    ui.add(egui::DragValue::new(&mut sd.size).range(0..=2048).speed(8))
+        .labelled_by(l.id);
+    ui.end_row();
+}
+
+/// The ensemble's classifier folders (torchvision ResNets), each removable, and a field to add one.
+fn folder_classifiers(
+    ui: &mut egui::Ui,
+    settings: &mut FailureSearchSettings,
+    rt: &mut FailureSearchRuntime,
+    waker: Option<jobs::Waker>,
+) {
+    let mut remove = None;
+    for (i, f) in settings.classifier_folders.iter().enumerate() {
+        ui.horizontal(|ui| {
+            ui.label(folder_label(f)).on_hover_text(f.as_str());
+            if ui.small_button("Remove").on_hover_text("Remove from the ensemble").clicked() {
+                remove = Some(i);
+            }
+        });
+    }
+    if let Some(i) = remove {
+        let gone = settings.classifier_folders.remove(i);
+        if settings.held_out == gone {
+            settings.held_out.clear();
+        }
+    }
+    ui.horizontal(|ui| {
+        ui.add(
+            egui::TextEdit::singleline(&mut rt.new_folder)
+                .hint_text("ResNet folder")
+                .desired_width(150.0),
+        )
+        .on_hover_text("A folder with a torchvision ResNet state dict (.pth or .safetensors) and labels.txt");
+        if ui.button("Add").clicked() {
+            let folder = rt.new_folder.clone();
+            rt.add_classifier_folder(settings, folder);
+        }
+        if ui
+            .add_enabled(rt.file_job.is_none(), egui::Button::new("Browse…"))
+            .clicked()
+        {
+            rt.pick(true, waker);
+        }
+    });
+}
+
 fn controls(
     ui: &mut egui::Ui,
     settings: &mut FailureSearchSettings,
@@ -567,10 +784,17 @@ fn controls(
     }
     ui.strong("Models");
     egui::Grid::new("sage_models").num_columns(2).show(ui, |ui| {
-        let options: Vec<(String, String)> = generators.iter().map(|g| (g.clone(), g.clone())).collect();
+        let options: Vec<(String, String)> = generators
+            .iter()
+            .map(|g| (g.clone(), g.clone()))
+            .chain(std::iter::once((SD_GENERATOR.to_string(), format!("{SD_GENERATOR}…"))))
+            .collect();
         let fallback = settings.generator.clone();
         choice(ui, "Generator", &mut settings.generator, &options, &fallback);
         ui.end_row();
+        if settings.generator == SD_GENERATOR {
+            sd_controls(ui, &mut settings.sd, rt, session.waker.clone());
+        }
         ui.label("Ensemble");
         ui.vertical(|ui| {
             for c in &classifiers {
@@ -583,16 +807,21 @@ fn controls(
                     }
                 }
             }
+            folder_classifiers(ui, settings, rt, session.waker.clone());
         });
         ui.end_row();
         let options: Vec<(String, String)> = std::iter::once((String::new(), "none".to_string()))
             .chain(classifiers.iter().map(|c| (c.clone(), c.clone())))
+            .chain(settings.classifier_folders.iter().map(|f| (f.clone(), folder_label(f))))
             .collect();
         let fallback = settings.held_out.clone();
         choice(ui, "Held-out judge", &mut settings.held_out, &options, &fallback);
         ui.end_row();
     });
-    if !settings.held_out.is_empty() && settings.classifiers.contains(&settings.held_out) {
+    if !settings.held_out.is_empty()
+        && (settings.classifiers.contains(&settings.held_out)
+            || settings.classifier_folders.contains(&settings.held_out))
+    {
         ui.colored_label(
             ui.visuals().warn_fg_color,
             "The judge is also in the ensemble: it no longer confirms independently.",
@@ -600,7 +829,11 @@ fn controls(
     }
     ui.add_space(6.0);
     ui.strong("Search settings");
-    let names = rt.class_names().unwrap_or_default();
+    let names = if settings.generator == SD_GENERATOR {
+        settings.sd.classes()
+    } else {
+        rt.class_names().unwrap_or_default()
+    };
     let class_options: Vec<(usize, String)> = names.iter().cloned().enumerate().collect();
     egui::Grid::new("sage_search").num_columns(2).show(ui, |ui| {
         let fallback = format!("class {}", settings.class);
