@@ -10,6 +10,7 @@ use latent_workbench::methods::sage::prior::{LatentPrior, PriorConfig};
 use latent_workbench::methods::sage::renderer::CODE_DIM;
 use latent_workbench::methods::sage::search::{Mode, Objective, Search, SearchConfig, SearchState, Stopped};
 
+mod common;
 #[path = "common/resnet_folder.rs"]
 mod resnet_folder;
 
@@ -680,17 +681,7 @@ mod resnet {
         candle_core::safetensors::load(fixtures().join("resnet-reference.safetensors"), &Device::Cpu).unwrap()
     }
 
-    fn rel(ours: &Tensor, reference: &Tensor) -> f32 {
-        let scale = reference
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            .max(1e-6);
-        latent_workbench::core::ops::max_abs_diff(ours, reference).unwrap() / scale
-    }
+    use super::common::rel_err as rel;
 
     /// ‖ours − reference‖ / ‖reference‖.
     fn l2_rel(ours: &Tensor, reference: &Tensor) -> f32 {

@@ -735,7 +735,11 @@ fn folder_classifiers(
     for (i, f) in settings.classifier_folders.iter().enumerate() {
         ui.horizontal(|ui| {
             ui.label(folder_label(f)).on_hover_text(f.as_str());
-            if ui.small_button("Remove").on_hover_text("Remove from the ensemble").clicked() {
+            if ui
+                .small_button("Remove")
+                .on_hover_text("Remove from the ensemble")
+                .clicked()
+            {
                 remove = Some(i);
             }
         });
