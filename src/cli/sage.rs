@@ -204,6 +204,13 @@ fn search_config(args: &SageArgs, names: &[String], mode: ModeKind) -> anyhow::R
     })
 }
 
+/// The base rates, as a job with progress that Ctrl-C stops (a Stable Diffusion image is a full
+/// sampler run).
+fn base_rates(setup: &Arc<SageSetup>) -> anyhow::Result<serde_json::Value> {
+    let setup = setup.clone();
+    progress::run("base rates", move |ctx| Ok(setup.base_rates(ctx)?))
+}
+
 /// Runs one search as a job; a cancelled one saves its state into `out` before reporting.
 fn run_search(
     setup: Arc<SageSetup>,
@@ -303,7 +310,7 @@ pub fn run(args: &SageArgs) -> anyhow::Result<()> {
         None
     };
     let result = run_search(setup.clone(), config, resume, &args.output)?;
-    let rates = setup.base_rates()?;
+    let rates = base_rates(&setup)?;
     let info = setup.run_info(rates.clone());
     let report = write_run(&args.output, &result, &info)?;
     let state = args.output.join(report::STATE_FILE);
@@ -348,7 +355,7 @@ fn pct(x: Option<f64>) -> String {
 /// Every mode at the same budget: SSR(A), held-out-confirmed rate and NGR (README table); each
 /// mode's run folder goes to OUTPUT/MODE.
 fn compare(args: &SageArgs, setup: Arc<SageSetup>, names: &[String]) -> anyhow::Result<()> {
-    let rates = setup.base_rates()?;
+    let rates = base_rates(&setup)?;
     let info = setup.run_info(rates.clone());
     let mut rows = Vec::new();
     for mode in ModeKind::ALL {

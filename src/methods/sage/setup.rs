@@ -13,6 +13,7 @@ use super::quality::conditional_accuracy;
 use super::report::RunInfo;
 use super::resnet::{TorchvisionResNet, is_resnet_folder};
 use super::stable_diffusion::{SdOptions, StableDiffusionGenerator, is_stable_diffusion_folder};
+use crate::core::jobs::JobContext;
 use crate::core::manifest::{Entry, find_entry};
 use candle_core::Device;
 use serde_json::{Value, json};
@@ -201,15 +202,14 @@ impl SageSetup {
     }
 
     /// Per classifier (members, then the judge), the share of plain random draws it labels as
-    /// the conditioned class.
-    pub fn base_rates(&self) -> Result<Value> {
+    /// the conditioned class (cancellable through `ctx`, with progress).
+    pub fn base_rates(&self, ctx: &JobContext) -> Result<Value> {
         let mut all: Vec<&dyn ImageClassifier> = self.ensemble.members.iter().map(|(c, _)| c.as_ref()).collect();
         if let Some(h) = &self.ensemble.held_out {
             all.push(h.as_ref());
         }
         let draws = self.spec.generator.base_rate_draws();
-        let rates = conditional_accuracy(self.generator.as_ref(), &all, draws, BASE_RATE_SEED)
-            .map_err(SageError::compute("base rates"))?;
+        let rates = conditional_accuracy(self.generator.as_ref(), &all, draws, BASE_RATE_SEED, ctx)?;
         Ok(all
             .iter()
             .zip(rates)

@@ -70,7 +70,7 @@ pub fn load(spec: SetupSpec, cached: Option<Arc<Loaded>>, ctx: &JobContext) -> R
     let setup = SageSetup::load(spec, &crate::core::device::device().device).map_err(failed)?;
     ctx.check()?;
     ctx.set(0.02, "measuring base rates on random draws");
-    let base_rates = setup.base_rates().map_err(failed)?;
+    let base_rates = setup.base_rates(ctx)?;
     Ok(Arc::new(Loaded { setup, base_rates }))
 }
 
