@@ -594,6 +594,9 @@ fn sage_searches_a_stable_diffusion_folder_with_resnet_classifiers() {
         .collect();
     assert_eq!(members, ["resnet-a", "resnet-b"]);
     assert_eq!(report["models"]["held_out"]["name"], "judge");
+    // Base rates of Stable Diffusion rest on a few draws per class, and the report says how many.
+    assert_eq!(report["models"]["base_rate_draws_per_class"], 4);
+    assert_eq!(report["base_rates"].as_object().unwrap().len(), 3);
     assert_eq!(report["models"]["held_out"]["sha256"].as_str().unwrap().len(), 64);
     // Every restart's image is written (the gallery only when the ensemble was fooled).
     assert_eq!(report["candidates"].as_array().unwrap().len(), 2);

@@ -249,8 +249,8 @@ fn a_stable_diffusion_folder_is_searched_with_resnet_folders() {
             size: 16,
             ..SdSettings::default()
         },
-        classifiers: vec![],
-        classifier_folders: vec![member.display().to_string()],
+        classifiers: vec![member.display().to_string()],
+        classifier_folders: vec![member.display().to_string(), judge.display().to_string()],
         held_out: judge.display().to_string(),
         class: 1,
         mode: ModeKind::Random,
@@ -266,6 +266,14 @@ fn a_stable_diffusion_folder_is_searched_with_resnet_folders() {
     h.get_by_label("Folder");
     h.get_by_label("Prompt");
     h.get_by_label("resnet-member (folder)");
+    assert!(
+        h.get_all_by_label("resnet-judge (folder)").count() >= 1,
+        "the judge's folder is listed"
+    );
+    assert!(
+        h.query_by_label_contains("The judge is also in the ensemble").is_none(),
+        "a folder the panel knows is not in the ensemble unless ticked"
+    );
     assert_eq!(
         h.state().session.failure_search.class_names(),
         Some(vec!["cat".into(), "dog".into()])
@@ -295,5 +303,6 @@ fn a_stable_diffusion_folder_is_searched_with_resnet_folders() {
         "{:?}",
         session.failure_search.error
     );
-    assert_eq!(state.failure_search.classifier_folders.len(), 1);
+    assert_eq!(state.failure_search.classifier_folders.len(), 2);
+    assert_eq!(state.failure_search.classifiers.len(), 1);
 }

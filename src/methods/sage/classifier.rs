@@ -1,11 +1,12 @@
 //! Image classifiers as SAGE's surrogate loss, and the ensemble that combines them.
 //!
-//! A classifier maps images `[N, 3, 64, 64]` in [0, 1] to class logits `[N, K]`, differentiably,
+//! A classifier maps images `[N, 3, H, W]` in [0, 1] to class logits `[N, K]`, differentiably,
 //! so the search can push gradients through it. The demo's are the relative-representation sprite
 //! models' encoders + shape heads ([`SpriteAeClassifier`]): `relreps-sprites-a` and `-b` in the
 //! ensemble, `relreps-sprites-wide` (another width, another seed) as the held-out judge. They are
 //! independently trained but of one architecture family, so the judge shares more with the
-//! ensemble than an ideal one would.
+//! ensemble than an ideal one would. For photographs (Stable Diffusion), a user's torchvision
+//! ResNet serves ([`super::resnet`]), aligned to the searched classes by label ([`aligned`]).
 
 use super::error::{Result, SageError};
 use crate::core::manifest::{Entry, MANIFEST_FILE, Manifest, Origin};

@@ -191,6 +191,7 @@ impl SageSetup {
                 .map(|c| json!({"name": c.name, "sha256": c.sha256, "weight": 1.0}))
                 .collect::<Vec<_>>(),
             "held_out": self.spec.held_out.as_ref().map(|c| json!({"name": c.name, "sha256": c.sha256})),
+            "base_rate_draws_per_class": self.spec.generator.base_rate_draws(),
         })
     }
 

@@ -128,9 +128,10 @@ pub struct FailureSearchSettings {
     /// A registered generator's name, or [`SD_GENERATOR`].
     pub generator: String,
     pub sd: SdSettings,
-    /// The ensemble (registered classifier names).
+    /// The ensemble: registered classifier names and classifier folder paths.
     pub classifiers: Vec<String>,
-    /// Classifier folders (torchvision ResNets) in the ensemble besides the registered ones.
+    /// Classifier folders (torchvision ResNets) the panel knows, ticked into the ensemble or
+    /// chosen as the judge like the registered classifiers.
     pub classifier_folders: Vec<String>,
     /// The held-out judge (a registered name or a classifier folder); empty for none.
     pub held_out: String,
@@ -259,7 +260,7 @@ impl FailureSearchSettings {
             }
             find(spec, CLASSIFIER_FAMILY)
         };
-        if self.classifiers.is_empty() && self.classifier_folders.is_empty() {
+        if self.classifiers.is_empty() {
             return Err("Tick at least one classifier for the ensemble.".into());
         }
         let generator = if self.generator == SD_GENERATOR {
@@ -272,7 +273,6 @@ impl FailureSearchSettings {
             classifiers: self
                 .classifiers
                 .iter()
-                .chain(&self.classifier_folders)
                 .map(|c| classifier(c))
                 .collect::<Result<_, _>>()?,
             held_out: (!self.held_out.is_empty())
@@ -503,7 +503,8 @@ impl FailureSearchRuntime {
                 "{folder} is not a classifier folder (a ResNet state dict and labels.txt)"
             ));
         } else if !settings.classifier_folders.contains(&folder) {
-            settings.classifier_folders.push(folder);
+            settings.classifier_folders.push(folder.clone());
+            settings.classifiers.push(folder);
             self.new_folder.clear();
         }
     }
@@ -679,10 +680,28 @@ fn choice<T: PartialEq + Clone>(
 }
 
 /// A folder's last component, as the lists show it.
+/// A folder's last component, as the lists show it; a registered model's name as it is.
 fn folder_label(folder: &str) -> String {
+    if !folder.contains(std::path::MAIN_SEPARATOR) && !folder.contains('/') {
+        return folder.to_string();
+    }
     std::path::Path::new(folder)
         .file_name()
         .map_or_else(|| folder.to_string(), |n| format!("{} (folder)", n.to_string_lossy()))
+}
+
+/// A checkbox that puts `value` (a registered name or a folder) in the ensemble or takes it out.
+fn ensemble_checkbox(ui: &mut egui::Ui, settings: &mut FailureSearchSettings, value: &str) -> egui::Response {
+    let mut on = settings.classifiers.iter().any(|x| x == value);
+    let response = ui.checkbox(&mut on, folder_label(value));
+    if response.changed() {
+        if on {
+            settings.classifiers.push(value.to_string());
+        } else {
+            settings.classifiers.retain(|x| x != value);
+        }
+    }
+    response
 }
 
 /// The Stable Diffusion folder and its sampling settings (grid rows).
@@ -732,20 +751,17 @@ fn folder_classifiers(
     waker: Option<jobs::Waker>,
 ) {
     let mut remove = None;
-    for (i, f) in settings.classifier_folders.iter().enumerate() {
+    for (i, f) in settings.classifier_folders.clone().iter().enumerate() {
         ui.horizontal(|ui| {
-            ui.label(folder_label(f)).on_hover_text(f.as_str());
-            if ui
-                .small_button("Remove")
-                .on_hover_text("Remove from the ensemble")
-                .clicked()
-            {
+            ensemble_checkbox(ui, settings, f).on_hover_text(f.as_str());
+            if ui.small_button("Remove").on_hover_text("Forget this folder").clicked() {
                 remove = Some(i);
             }
         });
     }
     if let Some(i) = remove {
         let gone = settings.classifier_folders.remove(i);
+        settings.classifiers.retain(|x| *x != gone);
         if settings.held_out == gone {
             settings.held_out.clear();
         }
@@ -802,14 +818,7 @@ fn controls(
         ui.label("Ensemble");
         ui.vertical(|ui| {
             for c in &classifiers {
-                let mut on = settings.classifiers.contains(c);
-                if ui.checkbox(&mut on, c).changed() {
-                    if on {
-                        settings.classifiers.push(c.clone());
-                    } else {
-                        settings.classifiers.retain(|x| x != c);
-                    }
-                }
+                ensemble_checkbox(ui, settings, c);
             }
             folder_classifiers(ui, settings, rt, session.waker.clone());
         });
@@ -818,14 +827,11 @@ fn controls(
             .chain(classifiers.iter().map(|c| (c.clone(), c.clone())))
             .chain(settings.classifier_folders.iter().map(|f| (f.clone(), folder_label(f))))
             .collect();
-        let fallback = settings.held_out.clone();
+        let fallback = folder_label(&settings.held_out);
         choice(ui, "Held-out judge", &mut settings.held_out, &options, &fallback);
         ui.end_row();
     });
-    if !settings.held_out.is_empty()
-        && (settings.classifiers.contains(&settings.held_out)
-            || settings.classifier_folders.contains(&settings.held_out))
-    {
+    if !settings.held_out.is_empty() && settings.classifiers.contains(&settings.held_out) {
         ui.colored_label(
             ui.visuals().warn_fg_color,
             "The judge is also in the ensemble: it no longer confirms independently.",
