@@ -52,6 +52,16 @@ fn idle(h: &mut Harness<'static, Panel>) {
     step_until(h, "the panel's jobs", |p| !p.session.failure_search.busy());
 }
 
+/// Presses Search and waits for the search to finish without an error; its result.
+fn search_to_the_end(h: &mut Harness<'static, Panel>) -> latent_workbench::methods::sage::search::SearchResult {
+    h.get_by_label("Search").click();
+    h.step();
+    idle(h);
+    let rt = &h.state().session.failure_search;
+    assert_eq!(rt.error, None);
+    rt.result().expect("the search finished").clone()
+}
+
 /// A small search: 4 restarts, every restart shown.
 fn small(budget: usize) -> FailureSearchSettings {
     FailureSearchSettings {
@@ -74,19 +84,18 @@ fn a_search_runs_live_and_its_verdicts_are_saved_with_the_run() {
     );
     h.get_by_label_contains("Base rates");
     h.get_by_label("Screening draws");
-    h.get_by_label("Search").click();
-    h.step();
-    idle(&mut h);
-    let rt = &h.state().session.failure_search;
-    assert_eq!(rt.error, None);
-    let result = rt.result().expect("the search finished");
+    let result = search_to_the_end(&mut h);
     assert_eq!(result.candidates.len(), 4);
     assert_eq!(
         result.history.len(),
         15,
         "budget 20 = 10 screening draws (at most half the budget) + 5 gradient evaluations"
     );
-    assert_eq!(rt.live_iterations(), 15, "the live curves saw every iteration");
+    assert_eq!(
+        h.state().session.failure_search.live_iterations(),
+        15,
+        "the live curves saw every iteration"
+    );
     h.get_by_label_contains("SSR(A)");
     h.get_by_label("SSR(H) – of 0 judged");
     h.get_by_label("Best so far");
@@ -278,12 +287,7 @@ fn a_stable_diffusion_folder_is_searched_with_resnet_folders() {
         h.state().session.failure_search.class_names(),
         Some(vec!["cat".into(), "dog".into()])
     );
-    h.get_by_label("Search").click();
-    h.step();
-    idle(&mut h);
-    let rt = &h.state().session.failure_search;
-    assert_eq!(rt.error, None);
-    let result = rt.result().expect("the search finished");
+    let result = search_to_the_end(&mut h);
     assert_eq!(result.candidates.len(), 2);
     assert_eq!(result.image_shape, [3, 16, 16]);
 

@@ -1,8 +1,8 @@
 //! Neural-network ops candle lacks, on candle tensors (any device; f32 is the reference
 //! precision): 3D convolution and its transpose, zero padding, group norm for any rank, 3D
-//! nearest/trilinear resampling, antialiased bilinear 2D resizing, attention (functional, `nn.MultiheadAttention`, q/k/v-linear
-//! attention), the Fourier point embedding of 3DShape2VecSet/Motion2VecSets, and the blocks of
-//! MONAI-generative's `AutoencoderKL`.
+//! nearest/trilinear resampling, differentiable antialiased bilinear 2D resizing, attention
+//! (functional, `nn.MultiheadAttention`, q/k/v-linear attention), the Fourier point embedding of
+//! 3DShape2VecSet/Motion2VecSets, and the blocks of MONAI-generative's `AutoencoderKL`.
 //!
 //! Everything is differentiable through candle's autograd and agrees with PyTorch within 1e-5
 //! relative error, forward and gradients (`tests/ops_parity.rs`, fixtures made by

@@ -46,10 +46,7 @@ impl ImageClassifier for SpriteAeClassifier {
 pub(crate) fn open_entry(dir: &Path, architecture: &str) -> Result<Entry> {
     let path = dir.join(MANIFEST_FILE);
     let manifest = Manifest::read(&path)?;
-    let bad = |problem: String| SageError::Model {
-        path: path.clone(),
-        problem,
-    };
+    let bad = |problem: String| SageError::model(&path, problem);
     if manifest.family != "sage" {
         return Err(bad(format!("family is {:?}, not \"sage\"", manifest.family)));
     }
@@ -74,9 +71,11 @@ pub(crate) fn config_usize(entry: &Entry, key: &str) -> Result<usize> {
         .and_then(toml::Value::as_integer)
         .filter(|v| *v > 0)
         .map(|v| v as usize)
-        .ok_or_else(|| SageError::Model {
-            path: entry.dir.join(MANIFEST_FILE),
-            problem: format!("[config] needs a positive integer `{key}`"),
+        .ok_or_else(|| {
+            SageError::model(
+                &entry.dir.join(MANIFEST_FILE),
+                format!("[config] needs a positive integer `{key}`"),
+            )
         })
 }
 
@@ -86,10 +85,8 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<Box<dyn ImageClass
     if super::resnet::is_resnet_folder(dir) {
         return Ok(Box::new(super::resnet::TorchvisionResNet::load(dir, device)?));
     }
-    let model = SpriteModel::load(dir, device).map_err(|e| SageError::Model {
-        path: dir.join(MANIFEST_FILE),
-        problem: e.to_string(),
-    })?;
+    let model =
+        SpriteModel::load(dir, device).map_err(|e| SageError::model(&dir.join(MANIFEST_FILE), e.to_string()))?;
     Ok(Box::new(SpriteAeClassifier(model)))
 }
 

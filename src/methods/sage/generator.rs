@@ -94,10 +94,7 @@ impl SpriteGenerator {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let entry = open_entry(dir, "latent_prior_mlp")?;
         let manifest_path = dir.join(MANIFEST_FILE);
-        let bad = |problem: String| SageError::Model {
-            path: manifest_path.clone(),
-            problem,
-        };
+        let bad = |problem: String| SageError::model(&manifest_path, problem);
         let config = PriorConfig::from_toml(&entry.manifest.config).map_err(bad)?;
         let diffusion_steps = config_usize(&entry, "diffusion_steps")?;
         if config.latent_dim != renderer::CODE_DIM {

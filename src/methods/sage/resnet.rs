@@ -8,10 +8,12 @@
 //! The network is written here rather than taken from candle-transformers, whose ResNet cannot
 //! be differentiated: candle's max-pool backward needs the kernel to equal the stride, and
 //! ResNet's stem pools 3×3 with stride 2. Here that pool is the maximum of nine strided views,
-//! which autograd handles. Batch norm runs in eval mode (running statistics). Input handling is torchvision's evaluation transform for its ImageNet weights: images in [0, 1]
-//! are resized (antialiased bilinear, differentiable: [`crate::core::ops::resize`]) to 224×224 and
-//! normalised with ImageNet's mean and std. Every step is differentiable, so the search can push
-//! gradients through the classifier.
+//! which autograd handles. Batch norm runs in eval mode (running statistics).
+//!
+//! Input handling is torchvision's evaluation transform for its ImageNet weights: images in
+//! [0, 1] are resized (antialiased bilinear, differentiable: [`crate::core::ops::resize`]) to
+//! 224×224 and normalised with ImageNet's mean and std. Every step is differentiable, so the
+//! search can push gradients through the classifier.
 
 use super::classifier::ImageClassifier;
 use super::error::{Result, SageError};
